@@ -1,0 +1,218 @@
+"""The contract every framework adapter fulfils.
+
+Adapters translate one abstract :class:`suite.spec.DropoutSpec` into one framework API call.
+They take and return NumPy arrays so that the checks never touch a framework. Nothing in
+this module imports a framework: an adapter imports its framework lazily, inside
+:meth:`BaseBackend.framework`, so that listing backends stays cheap and an uninstalled
+framework becomes an :class:`Unavailable` instead of an ImportError at import time.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+CAPABILITIES: frozenset[str] = frozenset({"vanilla", "broadcast_axes", "seed", "backward", "eval"})
+"""Spec features an API may or may not express.
+
+vanilla: the classic scheme (no scaling in training, x*keep in eval);
+broadcast_axes: a mask shared along chosen axes (TF noise_shape, MXNet axes);
+seed: the same ``spec.seed`` reproduces the same mask;
+backward: the framework's autograd gives the input gradient;
+eval: the API has an inference mode (``spec.training=False`` gives identity).
+"""
+
+
+class Unavailable(RuntimeError):
+    """The framework behind a backend cannot be used here (not installed, import failed, no device)."""
+
+
+class Unsupported(NotImplementedError):
+    """The API cannot express this spec (e.g. vanilla scaling); the check is skipped, not failed."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A fixed input layout that an API always broadcasts over (channel dropout).
+
+    ``torch.nn.Dropout2d`` only exists for (N, C, H, W) input with one mask value per
+    channel, i.e. ``broadcast_axes=(2, 3)``; the checks must feed it that layout.
+    """
+
+    ndim: int
+    broadcast_axes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ApiInfo:
+    """What one API supports; the checks skip (with a reason) what is not listed."""
+
+    capabilities: frozenset[str] = CAPABILITIES
+    dtypes: tuple[str, ...] = ("float32",)
+    layout: Layout | None = None
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What a third-party backend must provide (``--backend module:attr``)."""
+
+    name: str
+    apis: tuple[str, ...]
+
+    def available(self) -> bool: ...
+
+    def versions(self) -> dict[str, str]: ...
+
+    def devices(self) -> list[str]: ...
+
+    def forward(self, x: np.ndarray, spec: Any, *, api: str) -> np.ndarray: ...
+
+    def forward_backward(
+        self, x: np.ndarray, grad_out: np.ndarray, spec: Any, *, api: str
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def api_info(backend: Any, api: str) -> ApiInfo:
+    """The ApiInfo of ``api``, also for duck-typed plugins that only have ``capabilities``.
+
+    A plugin's ``capabilities`` may be one collection for all of its APIs or a mapping
+    from API name to a collection; absent means every capability.
+    """
+    getter = getattr(backend, "api_info", None)
+    if callable(getter):
+        return getter(api)
+    caps = getattr(backend, "capabilities", None)
+    if caps is None:
+        return ApiInfo()
+    if isinstance(caps, Mapping):
+        caps = caps.get(api, CAPABILITIES)
+    unknown = set(caps) - CAPABILITIES
+    if unknown:
+        raise ValueError(f"backend {backend.name!r} declares unknown capabilities {sorted(unknown)}")
+    dtypes = getattr(backend, "dtypes", ("float32",))
+    if isinstance(dtypes, Mapping):
+        dtypes = dtypes.get(api, ("float32",))
+    return ApiInfo(capabilities=frozenset(caps), dtypes=tuple(dtypes))
+
+
+class BaseBackend:
+    """Shared plumbing for the built-in adapters: lazy import, availability, API dispatch.
+
+    Subclasses set ``name``, ``apis``, ``modules`` (import names, the first is the
+    framework), ``infos`` and implement ``_forward_<api>``-style dispatch through
+    :meth:`_impl`.
+    """
+
+    name: str = ""
+    apis: tuple[str, ...] = ()
+    modules: tuple[str, ...] = ()
+    infos: Mapping[str, ApiInfo] = {}
+
+    def __init__(self) -> None:
+        self._framework: ModuleType | None = None
+        self._import_error: str | None = None
+
+    # -- availability -------------------------------------------------
+    def _import_framework(self) -> ModuleType:
+        """Import the framework; subclasses override to apply shims before importing."""
+        return importlib.import_module(self.modules[0])
+
+    def framework(self) -> ModuleType:
+        """The imported framework module, or :class:`Unavailable` with the import error."""
+        if self._framework is None:
+            if self._import_error is not None:
+                raise Unavailable(self._import_error)
+            try:
+                self._framework = self._import_framework()
+            except Exception as exc:  # any import failure makes the backend unavailable
+                self._import_error = f"{self.modules[0]} failed to import: {type(exc).__name__}: {exc}"
+                raise Unavailable(self._import_error) from exc
+        return self._framework
+
+    def available(self) -> bool:
+        try:
+            self.framework()
+        except Unavailable:
+            return False
+        return True
+
+    def unavailable_reason(self) -> str | None:
+        """Why :meth:`available` is False (the import error), else None."""
+        return None if self.available() else self._import_error
+
+    def versions(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for mod_name in self.modules:
+            try:
+                mod = importlib.import_module(mod_name) if mod_name != self.modules[0] else self.framework()
+                out[mod_name] = str(getattr(mod, "__version__", "unknown"))
+            except Exception as exc:
+                out[mod_name] = f"unavailable ({type(exc).__name__})"
+        return out
+
+    def devices(self) -> list[str]:
+        return ["cpu"]
+
+    def api_info(self, api: str) -> ApiInfo:
+        self._check_api(api)
+        return self.infos.get(api, ApiInfo())
+
+    # -- dispatch -------------------------------------------------------
+    def _check_api(self, api: str) -> None:
+        if api not in self.apis:
+            raise ValueError(f"unknown api {api!r} for backend {self.name!r}; choose from {', '.join(self.apis)}")
+
+    def _require(self, api: str, spec: Any, *, backward: bool = False) -> ApiInfo:
+        """Raise Unsupported when ``spec`` asks for a feature ``api`` lacks."""
+        info = self.api_info(api)
+        caps = info.capabilities
+        if spec.scaling == "vanilla" and "vanilla" not in caps:
+            raise Unsupported(f"{self.name}:{api} has no vanilla (test-time scaling) mode")
+        if not spec.training and "eval" not in caps:
+            raise Unsupported(f"{self.name}:{api} has no inference mode")
+        if spec.seed is not None and "seed" not in caps:
+            raise Unsupported(f"{self.name}:{api} cannot be seeded per call")
+        if backward and "backward" not in caps:
+            raise Unsupported(f"{self.name}:{api} has no backward")
+        if info.layout is not None:
+            if tuple(spec.broadcast_axes) != info.layout.broadcast_axes:
+                raise Unsupported(
+                    f"{self.name}:{api} always shares its mask along axes {info.layout.broadcast_axes} "
+                    f"of a {info.layout.ndim}-d input; spec asks for {tuple(spec.broadcast_axes)}"
+                )
+        elif spec.broadcast_axes and "broadcast_axes" not in caps:
+            raise Unsupported(f"{self.name}:{api} cannot share a mask along axes")
+        if spec.device != "cpu" and spec.device not in self.devices():
+            raise Unsupported(f"{self.name}:{api} has no device {spec.device!r} here")
+        return info
+
+    def forward(self, x: np.ndarray, spec: Any, *, api: str) -> np.ndarray:
+        self._check_axes(x, spec, api)
+        self._require(api, spec)
+        return self._impl(api)(x, None, spec)[0]
+
+    def forward_backward(
+        self, x: np.ndarray, grad_out: np.ndarray, spec: Any, *, api: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        self._check_axes(x, spec, api)
+        self._require(api, spec, backward=True)
+        y, grad = self._impl(api)(x, grad_out, spec)
+        assert grad is not None
+        return y, grad
+
+    def _check_axes(self, x: np.ndarray, spec: Any, api: str) -> None:
+        spec.mask_shape(x.shape)  # raises ValueError naming an out-of-range axis
+        info = self.api_info(api)
+        if info.layout is not None and x.ndim != info.layout.ndim:
+            raise Unsupported(f"{self.name}:{api} needs a {info.layout.ndim}-d input, got shape {x.shape}")
+
+    def _impl(self, api: str) -> Callable[[np.ndarray, np.ndarray | None, Any], tuple[np.ndarray, np.ndarray | None]]:
+        """The function ``(x, grad_out_or_None, spec) -> (y, grad_or_None)`` for ``api``."""
+        raise NotImplementedError
+
+    def prepare(self, shape: Sequence[int], spec: Any, *, api: str, direction: str) -> Callable[[], None]:
+        """A closure that runs one timed step on device-resident data (see suite timing)."""
+        raise Unsupported(f"{self.name}:{api} has no timing closure")

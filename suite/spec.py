@@ -1,0 +1,105 @@
+"""DropoutSpec: the one framework-neutral description of a dropout call.
+
+``rate`` (probability of dropping) is canonical because every current API but the
+TF 1.x ``keep_prob`` takes it; ``keep_prob`` is derived. Validation happens here, before
+any framework is called, so a bad value is reported the same way for every backend.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import re
+from dataclasses import dataclass, replace
+from typing import Any
+
+SCALINGS = ("inverted", "vanilla")
+DTYPES = ("float16", "bfloat16", "float32", "float64")
+_DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+def _validate_probability(value: Any, name: str) -> float:
+    """A finite real number in [0, 1], else ValueError naming the value."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a real number in [0, 1], got {value!r} ({type(value).__name__})")
+    as_float = float(value)
+    if not math.isfinite(as_float) or not 0.0 <= as_float <= 1.0:
+        raise ValueError(f"{name} must be a finite number in [0, 1], got {value!r}")
+    return as_float
+
+
+@dataclass(frozen=True)
+class DropoutSpec:
+    """The contract: what one dropout call must do.
+
+    Train, inverted: y = x * m / keep. Eval, inverted: y = x.
+    Train, vanilla:  y = x * m.        Eval, vanilla:  y = x * keep.
+    m ~ Bernoulli(keep) i.i.d. per element, or per group when ``broadcast_axes`` name
+    axes along which one mask value is shared. rate 0 is identity; rate 1 gives zeros
+    (inverted) with zero gradient. ``seed`` given: (re)seed the API's random stream to it
+    before the call, so equal seeds give equal masks; None: continue the stream.
+    """
+
+    rate: float = 0.5
+    scaling: str = "inverted"
+    broadcast_axes: tuple[int, ...] = ()
+    training: bool = True
+    seed: int | None = None
+    dtype: str = "float32"
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rate", _validate_probability(self.rate, "rate"))
+        if self.scaling not in SCALINGS:
+            raise ValueError(f"scaling must be one of {SCALINGS}, got {self.scaling!r}")
+        axes = self.broadcast_axes
+        if isinstance(axes, (str, bytes)) or not hasattr(axes, "__iter__"):
+            raise ValueError(f"broadcast_axes must be a sequence of ints, got {axes!r}")
+        axes = tuple(axes)
+        for axis in axes:
+            if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+                raise ValueError(f"broadcast_axes must hold ints, got {axis!r} in {axes!r}")
+        if len(set(axes)) != len(axes):
+            raise ValueError(f"broadcast_axes has a repeated axis: {axes!r}")
+        object.__setattr__(self, "broadcast_axes", tuple(int(a) for a in axes))
+        if not isinstance(self.training, bool):
+            raise ValueError(f"training must be True or False, got {self.training!r}")
+        if self.seed is not None and (
+            isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or not 0 <= self.seed < 2**31
+        ):
+            raise ValueError(f"seed must be None or an int in [0, 2**31), got {self.seed!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if not isinstance(self.device, str) or not _DEVICE_RE.match(self.device):
+            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+
+    @property
+    def keep_prob(self) -> float:
+        return 1.0 - self.rate
+
+    @classmethod
+    def from_rate(cls, rate: float, **kwargs: Any) -> "DropoutSpec":
+        return cls(rate=rate, **kwargs)
+
+    @classmethod
+    def from_keep_prob(cls, keep_prob: float, **kwargs: Any) -> "DropoutSpec":
+        """For TF 1.x habits: ``keep_prob`` is validated as itself, then stored as a rate."""
+        return cls(rate=1.0 - _validate_probability(keep_prob, "keep_prob"), **kwargs)
+
+    def replace(self, **changes: Any) -> "DropoutSpec":
+        return replace(self, **changes)
+
+    def normalized_axes(self, ndim: int) -> tuple[int, ...]:
+        """Broadcast axes as non-negative ints for an ``ndim``-d input; ValueError if out of range."""
+        out = []
+        for axis in self.broadcast_axes:
+            if not -ndim <= axis < ndim:
+                raise ValueError(f"broadcast axis {axis} is out of range for a {ndim}-d input")
+            out.append(axis % ndim)
+        if len(set(out)) != len(out):
+            raise ValueError(f"broadcast_axes {self.broadcast_axes!r} name the same axis twice for a {ndim}-d input")
+        return tuple(sorted(out))
+
+    def mask_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of the mask (TF's noise_shape): 1 along broadcast axes, else the input's size."""
+        axes = self.normalized_axes(len(shape))
+        return tuple(1 if i in axes else int(n) for i, n in enumerate(shape))
