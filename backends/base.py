@@ -178,18 +178,20 @@ class BaseBackend:
         if backward and "backward" not in caps:
             raise Unsupported(f"{self.name}:{api} has no backward")
         if info.layout is not None:
-            if tuple(spec.broadcast_axes) != info.layout.broadcast_axes:
+            if spec.normalized_axes(info.layout.ndim) != info.layout.broadcast_axes:
                 raise Unsupported(
                     f"{self.name}:{api} always shares its mask along axes {info.layout.broadcast_axes} "
                     f"of a {info.layout.ndim}-d input; spec asks for {tuple(spec.broadcast_axes)}"
                 )
         elif spec.broadcast_axes and "broadcast_axes" not in caps:
             raise Unsupported(f"{self.name}:{api} cannot share a mask along axes")
-        if spec.device != "cpu" and spec.device not in self.devices():
+        device = "cuda:0" if spec.device == "cuda" else spec.device
+        if device != "cpu" and device not in self.devices():
             raise Unsupported(f"{self.name}:{api} has no device {spec.device!r} here")
         return info
 
     def forward(self, x: np.ndarray, spec: Any, *, api: str) -> np.ndarray:
+        """y for x; x arrives in the dtype the caller chose (the harness uses spec.dtype)."""
         self._check_axes(x, spec, api)
         self._require(api, spec)
         return self._impl(api)(x, None, spec)[0]
@@ -213,6 +215,13 @@ class BaseBackend:
         """The function ``(x, grad_out_or_None, spec) -> (y, grad_or_None)`` for ``api``."""
         raise NotImplementedError
 
-    def prepare(self, shape: Sequence[int], spec: Any, *, api: str, direction: str) -> Callable[[], None]:
-        """A closure that runs one timed step on device-resident data (see suite timing)."""
+    def prepare(self, shape: Sequence[int], spec: Any, *, api: str, direction: str,
+                compiled: bool = False) -> Callable[[], None]:
+        """A closure that runs one timed step on device-resident data.
+
+        ``direction`` is "forward" or "forward_backward" (forward plus the framework's own
+        backward of sum(y * grad_out)). Inputs are created before returning; the closure
+        ends with the framework's synchronization. ``compiled`` asks for the framework's
+        graph mode (tf.function, hybridized Gluon) where one exists.
+        """
         raise Unsupported(f"{self.name}:{api} has no timing closure")

@@ -1,0 +1,154 @@
+"""PyTorch: F.dropout, nn.Dropout, the channel-wise nn.Dropout1d/2d and d2l's from-scratch layer.
+
+Every API is built by one function, :meth:`TorchBackend._builder`, which turns a spec into a
+``tensor -> tensor`` callable; the checks (:meth:`_impl`) and the timing closures
+(:meth:`prepare`) both use it, so there is one place per API. The spec goes to torch as is:
+edge rates, dtype promotion and torch's own exceptions are what the suite records.
+torch is imported lazily through :meth:`BaseBackend.framework`, never at module level.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from backends.base import ApiInfo, BaseBackend, Layout, Unsupported
+
+_DTYPES = ("float32", "float16", "float64")  # all three run forward and backward on CPU torch
+_MODULES = {"nn.Dropout": "Dropout", "nn.Dropout1d": "Dropout1d", "nn.Dropout2d": "Dropout2d"}
+DIRECTIONS = ("forward", "forward_backward")
+
+Tensor = Any  # torch.Tensor, unnamed here so that this module imports without torch
+
+
+class TorchBackend(BaseBackend):
+    name = "torch"
+    apis = ("F.dropout", "nn.Dropout", "nn.Dropout1d", "nn.Dropout2d", "d2l-scratch")
+    modules = ("torch",)
+    infos = {
+        # No torch API has vanilla scaling; only the channel-wise modules share a mask, and
+        # only along their fixed layout. torch.manual_seed seeds them all.
+        "F.dropout": ApiInfo(frozenset({"seed", "backward", "eval"}), _DTYPES),
+        "nn.Dropout": ApiInfo(frozenset({"seed", "backward", "eval"}), _DTYPES),
+        "nn.Dropout1d": ApiInfo(
+            frozenset({"broadcast_axes", "seed", "backward", "eval"}), _DTYPES, Layout(ndim=3, broadcast_axes=(2,))
+        ),
+        "nn.Dropout2d": ApiInfo(
+            frozenset({"broadcast_axes", "seed", "backward", "eval"}), _DTYPES, Layout(ndim=4, broadcast_axes=(2, 3))
+        ),
+        # d2l's dropout_layer(X, dropout) is a bare function: no eval mode, no axes, no vanilla.
+        "d2l-scratch": ApiInfo(frozenset({"seed", "backward"}), _DTYPES),
+    }
+
+    def devices(self) -> list[str]:
+        """"cpu" plus one "cuda:i" per visible GPU (just "cpu" when torch is missing)."""
+        try:
+            torch = self.framework()
+        except Exception:
+            return ["cpu"]
+        return ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+
+    # -- one builder per API ----------------------------------------------
+    def _builder(self, api: str, spec: Any) -> Callable[[Tensor], Tensor]:
+        """The API as a user would set it up for ``spec``: modules are constructed once, here."""
+        self._check_api(api)
+        torch = self.framework()
+        if api == "F.dropout":
+            functional = torch.nn.functional
+            return lambda x: functional.dropout(x, p=spec.rate, training=spec.training)
+        if api in _MODULES:
+            module = getattr(torch.nn, _MODULES[api])(p=spec.rate)
+            module.train(spec.training)  # train(False) is eval()
+            return module
+        if api == "d2l-scratch":
+
+            def dropout_layer(X: Tensor, dropout: float) -> Tensor:
+                # Verbatim from d2l.ai (PyTorch tab), including the CPU-only torch.rand
+                # and the .float() that promotes float16 input to a float32 output.
+                assert 0 <= dropout <= 1
+                if dropout == 1:
+                    return torch.zeros_like(X)
+                if dropout == 0:
+                    return X
+                mask = (torch.rand(X.shape) > dropout).float()
+                return mask * X / (1.0 - dropout)
+
+            return lambda x: dropout_layer(x, spec.rate)
+        raise AssertionError(f"no builder for {api!r}")  # apis and builders out of step
+
+    def _seed(self, spec: Any) -> None:
+        """Reseed torch's global generators (CPU and CUDA) only when the spec names a seed."""
+        if spec.seed is not None:
+            self.framework().manual_seed(spec.seed)
+
+    def _input_grad(self, y: Tensor, x: Tensor, grad_out: Tensor) -> Tensor:
+        """dL/dx for L = sum(y * grad_out) by autograd.
+
+        An output with no autograd path to x (d2l's ``torch.zeros_like(X)`` at rate 1) is a
+        constant, so its gradient is zero; torch would leave ``x.grad`` as None.
+        """
+        torch = self.framework()
+        if not y.requires_grad:
+            return torch.zeros_like(x)
+        (grad,) = torch.autograd.grad(y, x, grad_out)
+        return grad
+
+    # -- checks ----------------------------------------------------------
+    def _impl(self, api: str) -> Callable[[np.ndarray, np.ndarray | None, Any], tuple[np.ndarray, np.ndarray | None]]:
+        self._check_api(api)
+
+        def run(x: np.ndarray, grad_out: np.ndarray | None, spec: Any) -> tuple[np.ndarray, np.ndarray | None]:
+            torch = self.framework()
+            dropout = self._builder(api, spec)
+            device = torch.device(spec.device)
+            # torch.tensor copies, so an output that *is* its input (rate 0, eval) never
+            # aliases the caller's array.
+            xt = torch.tensor(x, device=device)
+            if grad_out is not None:
+                xt.requires_grad_(True)
+            self._seed(spec)
+            y = dropout(xt)
+            grad = None
+            if grad_out is not None:
+                grad = self._input_grad(y, xt, torch.tensor(grad_out, device=device))
+                grad = grad.detach().cpu().numpy()
+            return y.detach().cpu().numpy(), grad
+
+        return run
+
+    # -- timing ----------------------------------------------------------
+    def prepare(
+        self, shape: Sequence[int], spec: Any, *, api: str, direction: str, compiled: bool = False
+    ) -> Callable[[], None]:
+        """One timed step on device-resident data; all allocation and construction happen here.
+
+        A given seed is applied once, before the first step, so a timed run is reproducible
+        without paying for a reseed every step.
+        """
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+        if compiled:
+            raise Unsupported(f"{self.name}:{api}: torch.compile is not benchmarked")
+        backward = direction == "forward_backward"
+        # A zero-memory stand-in of the right shape for the shared axis/layout checks.
+        self._check_axes(np.broadcast_to(np.float32(0), tuple(shape)), spec, api)
+        self._require(api, spec, backward=backward)
+        torch = self.framework()
+        dropout = self._builder(api, spec)
+        device = torch.device(spec.device)
+        dtype = getattr(torch, spec.dtype)
+        x = torch.randn(tuple(shape), dtype=dtype, device=device)
+        grad_out = torch.randn(tuple(shape), dtype=dtype, device=device)
+        x.requires_grad_(backward)
+        sync: Callable[[], None] = (
+            (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+        )
+        self._seed(spec)
+
+        def step() -> None:
+            y = dropout(x)
+            if backward:
+                self._input_grad(y, x, grad_out)
+            sync()
+
+        return step

@@ -1,0 +1,66 @@
+"""Find backends by name without importing any framework.
+
+A backend is named by a built-in name (``torch``), an entry point of the group
+``dropbench.backends``, or ``module:attr``. Resolution only maps names to references;
+loading (which imports the adapter module, still not its framework) happens in the worker.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+from backends import BUILTIN
+
+ENTRY_POINT_GROUP = "dropbench.backends"
+
+
+class UsageError(ValueError):
+    """Bad user input: the CLI prints the message and exits 2."""
+
+
+@dataclass(frozen=True)
+class BackendRef:
+    name: str  # what the user sees before the backend is loaded
+    ref: str  # module:attr
+
+
+def _entry_points() -> dict[str, str]:
+    return {ep.name: ep.value for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def known_backends() -> dict[str, str]:
+    """Built-ins plus installed entry points, name -> module:attr."""
+    return {**BUILTIN, **_entry_points()}
+
+
+def resolve(names: list[str] | None) -> list[BackendRef]:
+    """Every known backend when ``names`` is empty, else the named ones (UsageError if unknown)."""
+    known = known_backends()
+    if not names:
+        return [BackendRef(name, ref) for name, ref in known.items()]
+    refs = []
+    for name in names:
+        if name in known:
+            refs.append(BackendRef(name, known[name]))
+        elif ":" in name and all(part.strip() for part in name.split(":", 1)):
+            refs.append(BackendRef(name, name))
+        else:
+            raise UsageError(f"unknown backend {name!r}; choose from {', '.join(known)} or give module:attr")
+    return refs
+
+
+def load(ref: str) -> Any:
+    """Import ``module:attr``; a class is instantiated, an instance used as is."""
+    module_name, _, attr = ref.partition(":")
+    module = importlib.import_module(module_name)
+    obj = module
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj() if isinstance(obj, type) else obj
+
+
+def api_names(ref: str) -> tuple[str, ...]:
+    """The API names a backend declares (imports the adapter module, not its framework)."""
+    return tuple(load(ref).apis)
