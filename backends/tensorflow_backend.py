@@ -136,7 +136,7 @@ class TensorflowBackend(BaseBackend):
             # dtype=: by default a Keras layer autocasts float16/float64 input to float32.
             layer = keras.layers.Dropout(rate, noise_shape=noise_shape, seed=seed, dtype=spec.dtype)
             training = spec.training
-            return lambda x: layer(x, training=training)
+            return lambda x: layer(x, training=True)
         if api == "DropoutWrapper":
             return self._build_dropout_wrapper(spec, shape)
         if api == "stateless_dropout":

@@ -1,0 +1,46 @@
+"""`dropbench verify`: check every API of every installed backend against the spec."""
+from __future__ import annotations
+
+import argparse
+
+from suite import table
+from suite.jsonio import atomic_write_json
+from suite.loader import resolve
+from suite.options import add_backend_options, validate_apis, writable_path
+
+NAME = "verify"
+HELP = "check every API of every installed backend against the spec"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_backend_options(parser)
+    parser.add_argument("--json", type=writable_path, metavar="PATH", help="also write the records as JSON")
+    parser.add_argument("--all", action="store_true", help="list passing checks too, not only the rest")
+
+
+def run(args: argparse.Namespace) -> int:
+    from suite.verify import run_verify, summary_rows
+
+    refs = resolve(args.backend)
+    apis = validate_apis(refs, args.api)
+    report = run_verify(refs, apis, timeout=args.timeout)
+    for b in report.backends:
+        if b["status"] != "ok":
+            print(f"{b['backend']}: {b['status']} — {b['reason']}")
+    shown = report.records if args.all else [r for r in report.records if r["status"] != "pass"]
+    if shown:
+        print(table.render(["backend", "api", "check", "status", "detail"],
+                           [[r["backend"], r["api"], r["check"], r["status"], r["detail"]] for r in shown]))
+        print()
+    print(table.render(["api", "pass", "fail", "error", "known", "skip"], summary_rows(report)))
+    for entry in report.stale:
+        print(f"stale known divergence: {entry.api} {entry.check} no longer fails — remove it from known_divergences.toml")
+    n = report.statistical_checks
+    print(f"\n{n} statistical checks at alpha={report.to_json()['alpha_per_check']:g} each: "
+          f"a correct backend fails this run falsely with probability <= {report.to_json()['family_false_fail_bound']:.2g}")
+    failed = report.failed
+    print(f"verify: {len(failed)} unexpected failure(s)" if failed else "verify: OK (every failure is a known divergence)")
+    if args.json:
+        atomic_write_json(args.json, report.to_json())
+        print(f"wrote {args.json}")
+    return report.exit_code()

@@ -1,0 +1,56 @@
+"""Argument types and checks shared by the subcommands; all run before any framework import."""
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from suite.loader import BackendRef, UsageError, api_names
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
+    return value
+
+
+def writable_path(text: str) -> Path:
+    """An output file whose folder exists (or can be made) and accepts a new file, checked up front."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory, expected a file path")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: {exc.strerror or exc}") from None
+    return path
+
+
+def validate_apis(refs: list[BackendRef], apis: list[str]) -> set[str] | None:
+    """API ids must exist; checked against the adapters' declared names without importing frameworks."""
+    if not apis:
+        return None
+    known: set[str] = set()
+    for ref in refs:
+        try:
+            known.update(f"{ref.name}:{a}" for a in api_names(ref.ref))
+        except Exception:  # a plugin that cannot load here: its worker will report it
+            known.update(a for a in apis if a.startswith(f"{ref.name}:"))
+    for api in apis:
+        if api not in known:
+            raise UsageError(f"unknown api {api!r}; choose from {', '.join(sorted(known))}")
+    return set(apis)
+
+
+def add_backend_options(parser: argparse.ArgumentParser) -> None:
+    """--backend/--api/--timeout, the same for every command that runs backends."""
+    parser.add_argument("--backend", action="append", default=[], metavar="NAME|module:attr",
+                        help="backend to run (repeatable); default: every known backend")
+    parser.add_argument("--api", action="append", default=[], metavar="BACKEND:API", help="only these API ids (repeatable)")
+    parser.add_argument("--timeout", type=positive_float, default=600.0, metavar="S", help="per-worker timeout in seconds")
