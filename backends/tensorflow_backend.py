@@ -24,14 +24,14 @@ from backends.base import ApiInfo, BaseBackend, Unavailable, Unsupported
 
 Tensor = Any  # a tf.Tensor; TF is not imported at module level
 Drop = Callable[[Tensor], Tensor]
-Impl = Callable[[np.ndarray, "np.ndarray | None", Any], "tuple[np.ndarray, np.ndarray | None]"]  # see BaseBackend._impl
+Impl = Callable[[np.ndarray, np.ndarray | None, Any], tuple[np.ndarray, np.ndarray | None]]  # see BaseBackend._impl
 
 _DTYPES = ("float32", "float16", "float64")
 _OPS = frozenset({"broadcast_axes", "seed", "backward"})  # functions: no inference mode
 _LAYERS = _OPS | {"eval"}  # Keras layers take training=
 
 
-def _legacy_rnn_cell_module(tf_keras: ModuleType) -> ModuleType:
+def _legacy_rnn_cell_module() -> ModuleType:
     """The module ``tf.compat.v1.nn.rnn_cell`` routes to under legacy Keras (TF_USE_LEGACY_KERAS).
 
     With Keras 3 ``tf.compat.v1.nn.rnn_cell.DropoutWrapper`` raises "not available with
@@ -136,7 +136,7 @@ class TensorflowBackend(BaseBackend):
             # dtype=: by default a Keras layer autocasts float16/float64 input to float32.
             layer = keras.layers.Dropout(rate, noise_shape=noise_shape, seed=seed, dtype=spec.dtype)
             training = spec.training
-            return lambda x: layer(x, training=True)
+            return lambda x: layer(x, training=training)
         if api == "DropoutWrapper":
             return self._build_dropout_wrapper(spec, shape)
         if api == "stateless_dropout":
@@ -155,7 +155,8 @@ class TensorflowBackend(BaseBackend):
         tf = self.framework()
         if len(shape) != 2:
             raise Unsupported(f"{self.name}:DropoutWrapper wraps an RNN cell step: needs 2-d (batch, units), got {tuple(shape)}")
-        rnn_cell = _legacy_rnn_cell_module(self._module("tf_keras"))
+        self._module("tf_keras")  # Unavailable, with the reason, when tf_keras is missing
+        rnn_cell = _legacy_rnn_cell_module()
         if self._identity_cell is None:
 
             class IdentityCell(rnn_cell.RNNCell):
@@ -229,8 +230,10 @@ class TensorflowBackend(BaseBackend):
 
             def step() -> Tensor:
                 y, grad = self._step(drop, x, grad_out)
-                out = grad if backward else y
-                return tf.reshape(out, [-1])[:1]  # one element: cheap to read, depends on the whole op
+                # One element of each result: cheap to read, yet it depends on the whole op, and
+                # keeping y stops tf.function from pruning the forward product out of a backward step.
+                outs = [y] if grad is None else [y, grad]
+                return tf.concat([tf.reshape(out, [-1])[:1] for out in outs], 0)
 
             if compiled:
                 step = tf.function(step)

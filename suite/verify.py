@@ -51,6 +51,7 @@ class VerifyReport:
     backends: list[dict[str, Any]] = field(default_factory=list)
     records: list[dict[str, str]] = field(default_factory=list)
     stale: list[Divergence] = field(default_factory=list)
+    required: bool = False  # the user named the backends: one that cannot run is a failure
 
     @property
     def failed(self) -> list[dict[str, str]]:
@@ -60,8 +61,13 @@ class VerifyReport:
     def statistical_checks(self) -> int:
         return sum(1 for r in self.records if r["check"].split("/")[0] in STATISTICAL_CHECKS and r["status"] != "skip")
 
+    @property
+    def missing(self) -> list[dict[str, Any]]:
+        """Named backends that did not run (only counted when the user asked for them by name)."""
+        return [b for b in self.backends if b["status"] != "ok"] if self.required else []
+
     def exit_code(self) -> int:
-        return 1 if self.failed else 0
+        return 1 if self.failed or self.missing else 0
 
     def to_json(self) -> dict[str, Any]:
         n = self.statistical_checks
@@ -79,9 +85,14 @@ class VerifyReport:
         }
 
 
-def run_verify(refs: list[BackendRef], apis: set[str] | None = None, *, timeout: float = DEFAULT_TIMEOUT_S) -> VerifyReport:
-    """Verify each backend in its own worker; a crash or timeout is recorded and the rest go on."""
-    report = VerifyReport()
+def run_verify(refs: list[BackendRef], apis: set[str] | None = None, *, timeout: float = DEFAULT_TIMEOUT_S,
+               required: bool = False) -> VerifyReport:
+    """Verify each backend in its own worker; a crash or timeout is recorded and the rest go on.
+
+    ``required``: the backends were named by the user, so one that is unavailable fails the run
+    (by default every known backend is tried and a missing framework is only reported).
+    """
+    report = VerifyReport(required=required)
     raw: list[dict[str, str]] = []
     for ref in refs:
         result = run_in_worker("verify", ref.ref, {"apis": sorted(apis) if apis else None}, timeout=timeout)

@@ -175,3 +175,15 @@ def test_prepare_checks_the_spec() -> None:
         BACKEND.prepare((8, 8), DropoutSpec(0.5, scaling="vanilla"), api="tf.nn.dropout", direction="forward")
     with pytest.raises(ValueError):
         BACKEND.prepare((8, 8), DropoutSpec(0.5), api="tf.nn.dropout", direction="sideways")
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_prepared_step_really_runs_each_call(compiled: bool) -> None:
+    """Unseeded stateless steps draw their seed from the adapter's generator: each call advances it."""
+    step = BACKEND.prepare((8, 8), DropoutSpec(0.5), api="stateless_dropout", direction="forward", compiled=compiled)
+    before = BACKEND._generator().state.numpy().copy()
+    step()
+    middle = BACKEND._generator().state.numpy().copy()
+    step()
+    assert not np.array_equal(before, middle)
+    assert not np.array_equal(middle, BACKEND._generator().state.numpy())

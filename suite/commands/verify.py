@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
 
     refs = resolve(args.backend)
     apis = validate_apis(refs, args.api)
-    report = run_verify(refs, apis, timeout=args.timeout)
+    report = run_verify(refs, apis, timeout=args.timeout, required=bool(args.backend))
     for b in report.backends:
         if b["status"] != "ok":
             print(f"{b['backend']}: {b['status']} — {b['reason']}")
@@ -39,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"\n{n} statistical checks at alpha={report.to_json()['alpha_per_check']:g} each: "
           f"a correct backend fails this run falsely with probability <= {report.to_json()['family_false_fail_bound']:.2g}")
     failed = report.failed
+    for b in report.missing:
+        print(f"verify: backend {b['backend']} was asked for but did not run ({b['status']})")
     print(f"verify: {len(failed)} unexpected failure(s)" if failed else "verify: OK (every failure is a known divergence)")
     if args.json:
         atomic_write_json(args.json, report.to_json())
