@@ -14,6 +14,7 @@ from suite.loader import UsageError
 # one line per subcommand module (see suite/commands/__init__.py)
 COMMAND_MODULES = (
     "suite.commands.verify",
+    "suite.commands.env",
 )
 
 

@@ -22,6 +22,7 @@ from suite.jsonio import ResultFileError, atomic_write_json, read_result
 
 TASKS = {
     "verify": "suite.verify:worker_task",
+    "env": "suite.commands.env:worker_task",
 }
 DEFAULT_TIMEOUT_S = 600.0
 
