@@ -26,6 +26,9 @@ eval: the API has an inference mode (``spec.training=False`` gives identity).
 """
 
 
+DIRECTIONS = ("forward", "forward_backward")
+
+
 class Unavailable(RuntimeError):
     """The framework behind a backend cannot be used here (not installed, import failed, no device)."""
 
@@ -214,6 +217,16 @@ class BaseBackend:
     def _impl(self, api: str) -> Callable[[np.ndarray, np.ndarray | None, Any], tuple[np.ndarray, np.ndarray | None]]:
         """The function ``(x, grad_out_or_None, spec) -> (y, grad_or_None)`` for ``api``."""
         raise NotImplementedError
+
+    def _prepare_args(self, shape: Sequence[int], spec: Any, api: str, direction: str) -> tuple[tuple[int, ...], bool]:
+        """Validate a prepare() call as forward() would: (shape as ints, whether backward is timed)."""
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+        backward = direction == "forward_backward"
+        shape = tuple(int(n) for n in shape)
+        self._check_axes(np.broadcast_to(np.float32(0), shape), spec, api)  # zero-memory stand-in
+        self._require(api, spec, backward=backward)
+        return shape, backward
 
     def prepare(self, shape: Sequence[int], spec: Any, *, api: str, direction: str,
                 compiled: bool = False) -> Callable[[], None]:

@@ -135,12 +135,7 @@ class MxnetBackend(BaseBackend):
         ``mx.nd.waitall()`` at the end: MXNet's engine is asynchronous, so without it the
         closure would time only the enqueueing of the work.
         """
-        if direction not in ("forward", "forward_backward"):
-            raise ValueError(f"direction must be 'forward' or 'forward_backward', got {direction!r}")
-        backward = direction == "forward_backward"
-        shape = tuple(int(n) for n in shape)
-        spec.mask_shape(shape)
-        self._require(api, spec, backward=backward)
+        shape, backward = self._prepare_args(shape, spec, api, direction)
         mx = self.framework()
         ctx = self._context(spec.device)
         fn = self._build(api, spec, len(shape), compiled=compiled)

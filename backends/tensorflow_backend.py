@@ -215,12 +215,7 @@ class TensorflowBackend(BaseBackend):
         Seeding happens once here, so timed steps continue the stream like a training loop.
         compiled=True traces the step with tf.function before returning.
         """
-        if direction not in ("forward", "forward_backward"):
-            raise ValueError(f"direction must be 'forward' or 'forward_backward', got {direction!r}")
-        backward = direction == "forward_backward"
-        shape = tuple(int(n) for n in shape)
-        spec.mask_shape(shape)
-        self._require(api, spec, backward=backward)
+        shape, backward = self._prepare_args(shape, spec, api, direction)
         tf = self.framework()
         with tf.device(self._tf_device(spec.device)):
             x = tf.random.normal(shape, dtype=spec.dtype)

@@ -16,7 +16,6 @@ from backends.base import ApiInfo, BaseBackend, Layout, Unsupported
 
 _DTYPES = ("float32", "float16", "float64")  # all three run forward and backward on CPU torch
 _MODULES = {"nn.Dropout": "Dropout", "nn.Dropout1d": "Dropout1d", "nn.Dropout2d": "Dropout2d"}
-DIRECTIONS = ("forward", "forward_backward")
 
 Tensor = Any  # torch.Tensor, unnamed here so that this module imports without torch
 
@@ -125,14 +124,9 @@ class TorchBackend(BaseBackend):
         A given seed is applied once, before the first step, so a timed run is reproducible
         without paying for a reseed every step.
         """
-        if direction not in DIRECTIONS:
-            raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+        shape, backward = self._prepare_args(shape, spec, api, direction)
         if compiled:
             raise Unsupported(f"{self.name}:{api}: torch.compile is not benchmarked")
-        backward = direction == "forward_backward"
-        # A zero-memory stand-in of the right shape for the shared axis/layout checks.
-        self._check_axes(np.broadcast_to(np.float32(0), tuple(shape)), spec, api)
-        self._require(api, spec, backward=backward)
         torch = self.framework()
         dropout = self._builder(api, spec)
         device = torch.device(spec.device)
