@@ -85,6 +85,20 @@ class DropoutSpec:
         """For TF 1.x habits: ``keep_prob`` is validated as itself, then stored as a rate."""
         return cls(rate=1.0 - _validate_probability(keep_prob, "keep_prob"), **kwargs)
 
+    @classmethod
+    def unchecked(cls, rate: Any, **kwargs: Any) -> "DropoutSpec":
+        """PROBE-ONLY: a spec whose ``rate`` is stored exactly as given, unvalidated.
+
+        ``dropbench probe`` must hand frameworks the values this class rejects (-0.1, 1.5,
+        NaN, a Python int, a 0-d array) to record what *they* do with them; adapters pass
+        ``spec.rate`` on untouched (a keep_prob API gets ``1 - rate``, whatever that gives).
+        Every other field is still validated, and :meth:`replace` on the result re-validates
+        (so raises for a bad rate). Never use this outside probes.
+        """
+        spec = cls(**kwargs)
+        object.__setattr__(spec, "rate", rate)
+        return spec
+
     def replace(self, **changes: Any) -> "DropoutSpec":
         return replace(self, **changes)
 

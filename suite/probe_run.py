@@ -1,0 +1,306 @@
+"""Run the probe cases through backends, each backend in worker processes that may crash or hang.
+
+Isolation, and why this shape: per backend one worker runs every case (importing a framework
+costs seconds; one process per case would cost minutes), writing a journal line before and
+after each case. If the worker dies (signal, abort) or its per-case watchdog fires, the parent
+reads the journal, records the case in flight as ``crash`` or ``timeout`` (signal or exit code,
+stderr tail, watchdog frames) and starts a fresh worker on the cases not yet done. So a crash
+costs one extra import, never the other results. The watchdog is ``faulthandler``'s
+``dump_traceback_later(exit=True)``: a C-level timer thread that ends the process even when a
+framework hangs inside native code holding the GIL.
+
+The cross-process cases (same seed / no seed in two fresh processes) run in two extra workers
+of their own, unseeded cases first, so that both processes start from the same fresh state.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import faulthandler
+import json
+import platform
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from backends.base import Unsupported, api_info
+from suite import __version__
+from suite import probes
+from suite.loader import BackendRef
+from suite.machine import machine_facts, machine_id
+from suite.probes import Case
+from suite.spec import DropoutSpec
+from suite.worker import DEFAULT_TIMEOUT_S, WorkerResult, run_in_worker
+
+DEFAULT_SEED = 20260101
+DEFAULT_CASE_TIMEOUT_S = 30.0
+Pair = tuple[str, str]  # (api id, case id)
+
+
+# ============================== child side ==============================================
+def _observe(backend: Any, api: str, case: Case, x: np.ndarray, spec: DropoutSpec) -> tuple[str, str | None, dict[str, Any]]:
+    """Call the API the way ``case.kind`` asks; return (outcome, finding, detail)."""
+    forward: Callable[[DropoutSpec], np.ndarray] = lambda s: np.asarray(backend.forward(x, s, api=api))  # noqa: E731
+    if case.kind == "grad-values" or case.kind == "grad-mask":
+        y, grad = backend.forward_backward(x, np.ones_like(x), spec, api=api)
+        y, grad = np.asarray(y), np.asarray(grad)
+        if case.kind == "grad-values":
+            outcome, detail = probes.classify(np.ones_like(x), grad, case.keep)
+            return outcome, None, detail
+        outcome, detail = probes.classify(x, y, case.keep)
+        return outcome, probes.grad_mask_finding(y, grad), detail
+    y = forward(spec)
+    outcome, detail = probes.classify(x, y, case.keep)
+    finding: str | None = None
+    if case.kind == "seed-twice":
+        finding = probes.same_mask_finding(y, forward(spec))
+    elif case.kind == "process":
+        detail = probes.summarize(y, values=False)  # unseeded: counts would differ run to run
+        detail["mask_digest"] = probes.mask_digest(y)
+    elif case.kind == "broadcast":
+        finding = probes.broadcast_finding(y, spec.broadcast_axes)
+        detail["requested_axes"] = list(spec.broadcast_axes)
+    elif case.kind == "keep-share":
+        finding = probes.keep_share_finding(y, float(case.rate))
+    elif case.kind == "kept-value":
+        finding = probes.kept_value_finding(y, case.keep)
+    elif case.fill == "nan-row":
+        finding = probes.nan_input_finding(x, y)
+    return outcome, finding, detail
+
+
+def run_case(backend: Any, api: str, case: Case, seed: int) -> dict[str, Any]:
+    """One (api, case) record. The backend's exceptions are observations, never raised."""
+    record = probes.new_record(f"{backend.name}:{api}", case)
+    try:
+        info = api_info(backend, api)
+        layout = info.layout
+        if case.dtype == "bfloat16" and "bfloat16" not in info.dtypes:
+            raise Unsupported(f"{record['api']} has no bfloat16 bridge in its adapter (declares {', '.join(info.dtypes)})")
+        try:
+            x, axes = case.make_input(layout.ndim if layout else None, layout.broadcast_axes if layout else ())
+        except LookupError as exc:  # ml_dtypes missing
+            raise Unsupported(str(exc)) from exc
+        use_seed = seed if case.seeded and ("seed" in info.capabilities or case.kind in ("seed-twice", "process")) else None
+        spec_dtype = case.dtype if case.dtype in ("float16", "bfloat16") else "float32"  # int32: a layer's default dtype
+        spec = DropoutSpec.unchecked(case.rate, training=case.training, broadcast_axes=axes, seed=use_seed, dtype=spec_dtype)
+        outcome, finding, detail = _observe(backend, api, case, x, spec)
+        detail["in_dtype"] = x.dtype.name
+        detail["in_shape"] = list(x.shape)
+        record.update(outcome=outcome, finding=finding, detail=detail)
+    except Unsupported as exc:
+        record.update(outcome="n/a", message=probes.short_message(exc))
+    except Exception as exc:  # the framework's own behaviour: recorded, not hidden
+        record.update(outcome="error", error_type=type(exc).__name__, message=probes.short_message(exc))
+    return record
+
+
+class _Journal:
+    """Line-buffered JSON lines the parent reads after a crash (written straight to the OS)."""
+
+    def __init__(self, path: str | None) -> None:
+        self._handle = open(path, "a", encoding="utf-8", buffering=1) if path else None
+
+    def write(self, **entry: Any) -> None:
+        if self._handle is not None:
+            self._handle.write(json.dumps(entry, default=str) + "\n")
+            self._handle.flush()
+
+
+def plan_for(backend: Any, mode: str, apis: Iterable[str] | None, cases: Iterable[str] | None) -> list[Pair]:
+    """(api id, case id) pairs in run order: API by API; cross-process cases case by case, unseeded first."""
+    wanted_apis = set(apis) if apis else None
+    wanted_cases = set(cases) if cases else None
+    ids = [f"{backend.name}:{a}" for a in backend.apis if wanted_apis is None or f"{backend.name}:{a}" in wanted_apis]
+    chosen = [c for c in probes.CASES if (wanted_cases is None or c.id in wanted_cases) and c.cross_process == (mode == "process")]
+    if mode == "process":
+        chosen.sort(key=lambda c: c.seeded)  # unseeded first: nothing may seed the stream before them
+        return [(a, c.id) for c in chosen for a in ids]
+    return [(a, c.id) for a in ids for c in chosen]
+
+
+def worker_task(ref: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Child side (suite.worker TASKS["probe"]): run the planned cases of one backend."""
+    from suite.verify import load_backend_for_task
+
+    journal = _Journal(options.get("journal"))
+    backend, payload = load_backend_for_task(ref)
+    if backend is None:
+        journal.write(header={**payload, "apis": [], "plan": []})
+        return payload
+    todo = options.get("todo")
+    plan = [tuple(p) for p in todo] if todo is not None else plan_for(backend, options["mode"], options.get("apis"), options.get("cases"))
+    payload["apis"] = [f"{backend.name}:{a}" for a in backend.apis]
+    journal.write(header={**payload, "plan": plan})
+    watchdog_path = options.get("watchdog")
+    watchdog = open(watchdog_path, "w", encoding="utf-8") if watchdog_path else None
+    case_timeout = float(options.get("case_timeout") or DEFAULT_CASE_TIMEOUT_S)
+    for api_id, case_id in plan:
+        journal.write(start=[api_id, case_id])
+        if watchdog is not None:
+            faulthandler.dump_traceback_later(case_timeout, exit=True, file=watchdog)
+        record = run_case(backend, api_id.split(":", 1)[1], probes.BY_ID[case_id], int(options["seed"]))
+        if watchdog is not None:
+            faulthandler.cancel_dump_traceback_later()
+        journal.write(record=record)
+        payload["records"].append(record)
+    return payload
+
+
+# ============================== parent side ==============================================
+@dataclass
+class BackendRun:
+    """What one backend's workers produced: header facts, records by (api, case), failures."""
+
+    name: str
+    status: str = "ok"  # ok | unavailable | crash | timeout
+    reason: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    apis: list[str] = field(default_factory=list)
+    plan: list[Pair] = field(default_factory=list)
+    records: dict[Pair, dict[str, Any]] = field(default_factory=dict)
+    workers: int = 0
+
+
+def _read_journal(path: Path) -> tuple[dict[str, Any] | None, list[Pair], list[dict[str, Any]]]:
+    header, started, done = None, [], []
+    if not path.exists():
+        return header, started, done
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by the crash
+        if "header" in entry:
+            header = entry["header"]
+        elif "start" in entry:
+            started.append(tuple(entry["start"]))
+        elif "record" in entry:
+            done.append(entry["record"])
+    return header, started, done
+
+
+def _failure_record(pair: Pair, result: WorkerResult, watchdog_text: str, case_timeout: float) -> dict[str, Any]:
+    record = probes.new_record(pair[0], probes.BY_ID[pair[1]])
+    if watchdog_text.strip():
+        frames = [ln.strip() for ln in watchdog_text.splitlines() if ln.strip().startswith("File ")][:3]
+        record.update(outcome="timeout", message=probes.short_message(
+            f"no result after {case_timeout:g} s (watchdog); innermost frames: {' | '.join(frames)}", 600))
+    elif result.status == "timeout":
+        record.update(outcome="timeout", message=probes.short_message(result.detail, 600))
+    else:
+        record.update(outcome="crash", message=probes.short_message(result.detail, 600))
+    return record
+
+
+def run_backend(ref: BackendRef, mode: str, *, apis: set[str] | None, cases: list[str] | None, seed: int,
+                timeout: float = DEFAULT_TIMEOUT_S, case_timeout: float = DEFAULT_CASE_TIMEOUT_S) -> BackendRun:
+    """Run one backend's cases of ``mode`` ("main" or "process"), resuming after crashes and hangs."""
+    run = BackendRun(ref.name)
+    todo: list[Pair] | None = None
+    with tempfile.TemporaryDirectory(prefix="dropbench-probe-") as tmp:
+        for attempt in range(10_000):  # each retry removes at least one case, so this ends
+            journal, watchdog = Path(tmp) / f"journal-{attempt}.jsonl", Path(tmp) / f"watchdog-{attempt}.txt"
+            options = {"mode": mode, "apis": sorted(apis) if apis else None, "cases": cases, "seed": seed,
+                       "todo": todo, "journal": str(journal), "watchdog": str(watchdog), "case_timeout": case_timeout}
+            result = run_in_worker("probe", ref.ref, options, timeout=timeout)
+            run.workers += 1
+            header, started, done = _read_journal(journal)
+            if header is not None and attempt == 0:
+                run.name = header.get("backend", ref.name)
+                run.versions, run.apis = header.get("versions", {}), header.get("apis", [])
+                run.plan = [tuple(p) for p in header.get("plan", [])]
+                if not header.get("available", True):
+                    run.status, run.reason = "unavailable", header.get("reason")
+                    return run
+            for record in done:
+                run.records[(record["api"], record["case"])] = record
+            if result.status == "ok":
+                break
+            in_flight = [p for p in started if p not in run.records]
+            if header is None or not in_flight:  # died while loading, or after the last case
+                if header is None or any(p not in run.records for p in run.plan):
+                    run.status, run.reason = result.status, result.detail
+                break
+            watchdog_text = watchdog.read_text(encoding="utf-8", errors="replace") if watchdog.exists() else ""
+            run.records[in_flight[-1]] = _failure_record(in_flight[-1], result, watchdog_text, case_timeout)
+            todo = [p for p in run.plan if p not in run.records]
+            if not todo:
+                break
+    return run
+
+
+def merge_process_runs(first: BackendRun, second: BackendRun) -> dict[Pair, dict[str, Any]]:
+    """Cross-process records: the first process's observation, finding = same mask in both or not."""
+    merged: dict[Pair, dict[str, Any]] = {}
+    for pair, record in first.records.items():
+        record = dict(record)
+        other = second.records.get(pair)
+        if record["outcome"] not in probes.NO_OUTPUT:
+            if other is None:
+                record.update(outcome=second.status if second.status in ("crash", "timeout") else "crash",
+                              message=probes.short_message(f"second process gave no result: {second.reason}", 600))
+            elif other["outcome"] in ("crash", "timeout", "error"):
+                record.update(outcome=other["outcome"], error_type=other["error_type"],
+                              message=probes.short_message(f"second process: {other['message']}", 600))
+            else:
+                a, b = (record.get("detail") or {}).get("mask_digest"), (other.get("detail") or {}).get("mask_digest")
+                record["finding"] = probes.SAME_MASK if a == b else probes.NEW_MASK
+        if record.get("detail"):
+            record["detail"] = {k: v for k, v in record["detail"].items() if k != "mask_digest"}
+        merged[pair] = record
+    return merged
+
+
+@dataclass
+class ProbeReport:
+    seed: int
+    backends: list[dict[str, Any]] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    versions: dict[str, str] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": 1,
+            "kind": "probe",
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "dropbench": __version__,
+            "seed": self.seed,
+            "machine": {"id": machine_id(), **machine_facts()},
+            "elapsed_s": round(self.elapsed_s, 1),
+            "versions": self.versions,
+            "backends": self.backends,
+            "cases": [{"id": c.id, "why": c.why, "rate": c.rate_repr(), "dtype": c.dtype, "shape": list(c.shape),
+                       "convention": c.convention, "checks": list(c.checks)} for c in probes.CASES],
+            "records": self.records,
+        }
+
+
+def run_probe(refs: list[BackendRef], apis: set[str] | None = None, cases: list[str] | None = None, *,
+              seed: int = DEFAULT_SEED, timeout: float = DEFAULT_TIMEOUT_S,
+              case_timeout: float = DEFAULT_CASE_TIMEOUT_S) -> ProbeReport:
+    """Every selected (api, case) of every backend; records in backend, API, case order."""
+    started = time.perf_counter()
+    report = ProbeReport(seed=seed, versions={"python": platform.python_version()})
+    order = {c: i for i, c in enumerate(probes.CASE_IDS)}
+    kw = dict(apis=apis, cases=cases, seed=seed, timeout=timeout, case_timeout=case_timeout)
+    wants_process = any(c.cross_process for c in probes.CASES if not cases or c.id in cases)
+    for ref in refs:
+        main = run_backend(ref, "main", **kw)
+        records = dict(main.records)
+        workers = main.workers
+        if main.status == "ok" and wants_process:
+            first, second = run_backend(ref, "process", **kw), run_backend(ref, "process", **kw)
+            records.update(merge_process_runs(first, second))
+            workers += first.workers + second.workers
+        report.backends.append({"backend": main.name, "status": main.status, "reason": main.reason,
+                                "apis": main.apis, "workers": workers})
+        report.versions.update(main.versions)
+        api_order = {a: i for i, a in enumerate(main.apis)}
+        report.records.extend(sorted(records.values(), key=lambda r: (api_order.get(r["api"], 1 << 30), r["api"], order[r["case"]])))
+    report.elapsed_s = time.perf_counter() - started
+    return report

@@ -1,0 +1,427 @@
+"""`dropbench probe`: classification, isolation of crashing/hanging APIs, reproducibility, the
+committed map (results/probe/) and its agreement with known_divergences.toml, README splicing."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from suite import probes
+from suite.jsonio import read_result
+from suite.known import Divergence, load_known
+from backends import BUILTIN
+from suite.loader import BackendRef, UsageError, api_names, resolve
+from suite.probe_report import (BEGIN, END, differences, known_disagreements, load_notes, matrix_csv, matrix_markdown,
+                                missing_notes, relative_link, rewrite_readme, section_markdown)
+from suite.probe_run import run_probe
+from suite.spec import DropoutSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMITTED = ROOT / "results" / "probe"
+DOCS_SECTION = ROOT / "docs" / "how-the-frameworks-differ.md"
+ONES = np.ones((4, 4), dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fake plugin APIs (duck-typed, as a third party would write them; loaded by the worker as
+# tests.test_probes:FaultyApis). Each misbehaves in exactly one way.
+class FaultyApis:
+    name = "faulty"
+    apis = ("nan-at-1", "raises", "segfault", "hang", "vanilla")
+    capabilities = {"eval", "seed", "backward"}
+
+    def available(self) -> bool:
+        return True
+
+    def versions(self) -> dict[str, str]:
+        return {"faulty": "0"}
+
+    def devices(self) -> list[str]:
+        return ["cpu"]
+
+    def _dropout(self, x: np.ndarray, spec, scale: float | None = None) -> np.ndarray:
+        rng = np.random.default_rng(spec.seed)
+        keep = 1.0 - float(spec.rate)
+        if not spec.training:
+            return x.copy()
+        if scale is None:
+            scale = 0.0 if keep == 0 else 1.0 / keep
+        return (x * (rng.random(x.shape) < keep) * scale).astype(x.dtype)
+
+    def forward(self, x, spec, *, api):
+        rate = float(spec.rate)
+        if api == "nan-at-1" and rate == 1.0:
+            return np.full_like(x, np.nan)  # the MXNet-style 0 * inf
+        if api == "raises" and rate == 0.5 and spec.training:
+            raise FakeFrameworkError("fake framework refuses rate 0.5")
+        if api == "segfault" and rate == 0.0:
+            os.kill(os.getpid(), signal.SIGSEGV)
+        if api == "hang" and rate == 1.0:
+            time.sleep(120)
+        if api == "vanilla":
+            return self._dropout(x, spec, scale=1.0)
+        return self._dropout(x, spec)
+
+    def forward_backward(self, x, grad_out, spec, *, api):
+        y = self.forward(x, spec, api=api)
+        return y, grad_out * (y != 0) * (y / np.where(x == 0, 1, x))
+
+
+class FakeFrameworkError(RuntimeError):
+    pass
+
+
+FAULTY = "tests.test_probes:FaultyApis"
+
+
+@pytest.fixture(scope="module")
+def faulty_report():
+    """One probe run of the faulty plugin over a few cases (a segfault and a hang included)."""
+    return run_probe([BackendRef("faulty", FAULTY)], cases=["rate=0", "rate=0.5", "rate=1", "eval", "seed-process"],
+                     case_timeout=3.0, timeout=120)
+
+
+def _record(report, api: str, case: str) -> dict:
+    matches = [r for r in report.records if r["api"] == api and r["case"] == case]
+    assert len(matches) == 1, (api, case, [(r["api"], r["case"]) for r in report.records])
+    return matches[0]
+
+
+def test_fake_api_returning_nan_at_rate_1_is_reported_nan(faulty_report) -> None:
+    record = _record(faulty_report, "faulty:nan-at-1", "rate=1")
+    assert record["outcome"] == "nan"
+    assert probes.departs(record) is True
+    assert _record(faulty_report, "faulty:nan-at-1", "rate=0.5")["outcome"] == "inverted"
+
+
+def test_fake_api_that_raises_is_reported_error_with_its_class(faulty_report) -> None:
+    record = _record(faulty_report, "faulty:raises", "rate=0.5")
+    assert record["outcome"] == "error"
+    assert record["error_type"] == "FakeFrameworkError"
+    assert "refuses rate 0.5" in record["message"]
+    assert _record(faulty_report, "faulty:raises", "rate=1")["outcome"] == "zeros"
+
+
+def test_segfault_in_one_case_is_a_crash_and_the_other_cases_are_still_recorded(faulty_report) -> None:
+    crashed = _record(faulty_report, "faulty:segfault", "rate=0")
+    assert crashed["outcome"] == "crash"
+    assert "SIGSEGV" in crashed["message"]
+    for case, outcome in (("rate=0.5", "inverted"), ("rate=1", "zeros"), ("eval", "identity")):
+        assert _record(faulty_report, "faulty:segfault", case)["outcome"] == outcome
+    # the APIs after the crashing one ran too, in the fresh worker
+    assert _record(faulty_report, "faulty:vanilla", "rate=0.5")["outcome"] == "vanilla"
+    backend = faulty_report.backends[0]
+    assert backend["status"] == "ok" and backend["workers"] >= 3  # main + resume(s) + 2 cross-process
+
+
+def test_hang_in_one_case_is_a_timeout_and_the_other_cases_are_still_recorded(faulty_report) -> None:
+    hung = _record(faulty_report, "faulty:hang", "rate=1")
+    assert hung["outcome"] == "timeout"
+    assert "watchdog" in hung["message"] and "test_probes.py" in hung["message"]  # where it hung
+    assert _record(faulty_report, "faulty:hang", "rate=0.5")["outcome"] == "inverted"
+    assert _record(faulty_report, "faulty:hang", "eval")["outcome"] == "identity"
+
+
+def test_every_planned_pair_has_exactly_one_record(faulty_report) -> None:
+    pairs = [(r["api"], r["case"]) for r in faulty_report.records]
+    assert len(pairs) == len(set(pairs)) == len(FaultyApis.apis) * 5
+
+
+def test_a_crash_in_the_cross_process_workers_is_recorded(faulty_report) -> None:
+    # seed-process at rate 0.5: the raising API errors in both processes, the others agree
+    assert _record(faulty_report, "faulty:raises", "seed-process")["outcome"] == "error"
+    assert _record(faulty_report, "faulty:nan-at-1", "seed-process")["finding"] == probes.SAME_MASK
+
+
+# ---------------------------------------------------------------------------------------------
+# Classification: one test per vocabulary word, and the order in which they are decided.
+def _mask(shape=(4, 4)) -> np.ndarray:
+    m = np.zeros(shape, dtype=bool)
+    m.flat[::2] = True
+    return m
+
+
+@pytest.mark.parametrize(
+    "x, y, keep, outcome",
+    [
+        (np.ones((0, 4), np.float32), np.ones((0, 4), np.float32), 0.5, "empty"),
+        (ONES, np.where(_mask(), 2.0, np.nan).astype(np.float32), 0.5, "nan"),
+        (ONES, ONES.copy(), 0.5, "identity"),
+        (ONES, np.zeros_like(ONES), 0.5, "zeros"),
+        (ONES, np.where(_mask(), 2.0, 0.0).astype(np.float32), 0.5, "inverted"),
+        (ONES, np.where(_mask(), 1.0, 0.0).astype(np.float32), 0.5, "vanilla"),
+        (ONES, np.where(_mask(), 3.0, 0.0).astype(np.float32), 0.5, "other"),
+        (ONES, np.full_like(ONES, 2.0), 0.5, "other"),  # all kept at 1/keep: no zeros, not inverted
+        (ONES, np.ones((2, 8), np.float32), 0.5, "other"),  # shape changed
+    ],
+)
+def test_classify_each_word(x, y, keep, outcome) -> None:
+    assert probes.classify(x, y, keep)[0] == outcome
+
+
+def test_classify_order_and_nan_bookkeeping() -> None:
+    x = ONES.copy()
+    x[0] = np.nan
+    y = np.where(_mask(), 2.0, 0.0).astype(np.float32)
+    y[0] = np.nan  # NaN where x had NaN is not "nan": NaN/keep is NaN
+    assert probes.classify(x, y, 0.5)[0] == "inverted"
+    assert probes.classify(x, x.copy(), 0.5)[0] == "identity"  # NaN == NaN for identity
+    y[1, 0] = np.nan  # a new NaN wins over everything after it
+    assert probes.classify(x, y, 0.5)[0] == "nan"
+    assert probes.classify(ONES, np.zeros_like(ONES), 0.0)[0] == "zeros"  # rate-0 keep, yet zeros
+    assert probes.classify(ONES, ONES.copy(), 0.0)[0] == "identity"  # identity before inverted
+    # float16: the scale within two float16 roundings
+    y16 = np.where(_mask(), np.float16(1 / 0.9), 0).astype(np.float16)
+    assert probes.classify(ONES.astype(np.float16), y16, 0.9)[0] == "inverted"
+
+
+def test_classify_summary_is_json_safe() -> None:
+    x = ONES.copy()
+    x[0] = np.inf
+    with np.errstate(invalid="ignore"):  # inf * 0
+        y = x * np.where(_mask(), 2.0, 0.0).astype(np.float32)
+    _, detail = probes.classify(x, y, 0.5)
+    json.dumps(detail, allow_nan=False)
+    assert detail["nan"] > 0 and "inf" in detail["values"]
+
+
+@pytest.mark.parametrize("outcome", ["error", "crash", "timeout", "n/a"])
+def test_no_output_words_label_cells(outcome) -> None:
+    record = probes.new_record("x:y", probes.BY_ID["rate=1"])
+    record.update(outcome=outcome, error_type="ValueError" if outcome == "error" else None)
+    assert probes.cell_label(record) == ("error: ValueError" if outcome == "error" else outcome)
+    assert probes.departs(record) is (outcome != "n/a")
+
+
+def test_vocabulary_is_the_issues_in_its_order() -> None:
+    assert probes.OUTCOMES == ("error", "crash", "timeout", "n/a", "empty", "nan", "identity", "zeros", "inverted",
+                               "vanilla", "other")
+
+
+# -- findings ------------------------------------------------------------------------------------
+def test_keep_share_finding_tells_rate_from_keep_prob() -> None:
+    rng = np.random.default_rng(1)
+    assert probes.keep_share_finding((rng.random(4096) < 0.9).astype(np.float32), 0.1) == probes.DROPS_RATE
+    assert probes.keep_share_finding((rng.random(4096) < 0.1).astype(np.float32), 0.1) == probes.DROPS_KEEP
+    half = probes.keep_share_finding((rng.random(4096) < 0.5).astype(np.float32), 0.1)
+    assert half.startswith("drops ") and half.endswith("%") and half not in (probes.DROPS_RATE, probes.DROPS_KEEP)
+
+
+def test_broadcast_finding() -> None:
+    rng = np.random.default_rng(2)
+    shared = np.broadcast_to(rng.random((8, 16, 1, 1)) < 0.5, (8, 16, 4, 4)).astype(np.float32)
+    assert probes.broadcast_finding(shared, (2, 3)) == probes.SHARED_AS_ASKED
+    assert probes.broadcast_finding(shared, (3,)) == "shared along 2,3"
+    assert probes.broadcast_finding((rng.random((8, 16, 4, 4)) < 0.5).astype(np.float32), (2, 3)) == "not shared"
+
+
+def test_grad_mask_finding() -> None:
+    y = np.where(_mask(), 2.0, 0.0).astype(np.float32)
+    assert probes.grad_mask_finding(y, y.copy()) == probes.FORWARD_MASK
+    assert probes.grad_mask_finding(y, y / 2) == probes.FORWARD_MASK_OTHER_SCALE
+    assert probes.grad_mask_finding(y, np.roll(y, 1, axis=1)) == probes.OTHER_MASK
+
+
+def test_kept_value_finding_counts_ulps() -> None:
+    assert probes.kept_value_finding(np.array([0, 10.0], np.float32), 0.1) == "10.0 (+0 ulp)"
+    below = np.nextafter(np.nextafter(np.float32(10), np.float32(0)), np.float32(0))
+    assert probes.kept_value_finding(np.array([0, below], np.float32), 0.1) == "9.999998 (-2 ulp)"
+    assert probes.kept_value_finding(np.array([0, 1 / 0.9], np.float16), 0.9) == "1.111 (+0 ulp)"
+    assert probes.kept_value_finding(np.array([1.0, 2.0], np.float32), 0.5) == "2 distinct kept values"
+
+
+def test_same_mask_and_nan_input_findings() -> None:
+    y = np.where(_mask(), 2.0, 0.0)
+    assert probes.same_mask_finding(y, y * 3) == probes.SAME_MASK
+    assert probes.same_mask_finding(y, np.roll(y, 1, axis=1)) == probes.NEW_MASK
+    x = ONES.copy()
+    x[0] = np.nan
+    zeroed = np.where(_mask(), 2.0, 0.0) * np.where(np.isnan(x), 1, x)
+    zeroed[0][_mask()[0]] = np.nan
+    assert probes.nan_input_finding(x, zeroed) == probes.DROPPED_NAN_ZERO
+    kept = zeroed.copy()
+    kept[0] = np.nan
+    assert probes.nan_input_finding(x, kept) == probes.NAN_SURVIVES
+
+
+def test_unchecked_spec_passes_bad_rates_through_and_validation_stays_default() -> None:
+    for rate in (-0.1, 1.5, math.nan, 1, np.array(0.5, dtype=np.float32)):
+        assert DropoutSpec.unchecked(rate).rate is rate
+    with pytest.raises(ValueError, match="1.5"):
+        DropoutSpec(rate=1.5)
+    with pytest.raises(ValueError):
+        DropoutSpec.unchecked(0.5, seed=-1)  # other fields are still validated
+    assert DropoutSpec.unchecked(1).keep_prob == 0.0
+
+
+def test_case_ids_are_unique_and_cover_the_issue() -> None:
+    required = {"rate=0", "rate=0.5", "rate=1", "rate=-0.1", "rate=1.5", "rate=nan", "int32", "empty", "float16",
+                "bfloat16", "eval", "inf-input", "nan-input"}
+    assert len(probes.CASE_IDS) == len(set(probes.CASE_IDS))
+    assert required <= set(probes.CASE_IDS)
+    for case in probes.CASES:
+        assert case.why.strip() and case.kind in probes.KINDS
+
+
+def test_short_message_keeps_the_meaningful_part() -> None:
+    class MXNetError(Exception):
+        pass
+
+    exc = MXNetError('Traceback (most recent call last):\n  File "x.cc", line 4\nMXNetError: the real reason')
+    assert probes.short_message(exc) == "the real reason"
+    assert probes.short_message(ValueError("\x1b[1mbold\x1b[0m  text\n more")) == "bold text more"
+
+
+# ---------------------------------------------------------------------------------------------
+# Live runs on numpy (fast): reproducibility and the agreement checker.
+@pytest.fixture(scope="module")
+def numpy_runs():
+    refs = resolve(["numpy"])
+    return run_probe(refs, seed=123), run_probe(refs, seed=123)
+
+
+def test_seeded_numpy_probe_is_byte_identical_when_repeated(numpy_runs) -> None:
+    first, second = numpy_runs
+    assert json.dumps(first.records, sort_keys=True) == json.dumps(second.records, sort_keys=True)
+    assert len(first.records) == len(first.backends[0]["apis"]) * len(probes.CASES)
+
+
+def test_numpy_probe_observes_the_reference_semantics(numpy_runs) -> None:
+    report, _ = numpy_runs
+    cell = {(r["api"], r["case"]): probes.cell_label(r) for r in report.records}
+    assert cell[("numpy:reference", "rate=0")] == "identity"
+    assert cell[("numpy:reference", "rate=1")] == "zeros"
+    assert cell[("numpy:reference", "rate=0.5")] == "inverted"
+    assert cell[("numpy:reference", "seed-process")] == probes.SAME_MASK
+    assert cell[("numpy:reference", "unseeded-process")] == probes.NEW_MASK
+    assert cell[("numpy:reference", "broadcast-channel")] == probes.SHARED_AS_ASKED
+    assert cell[("numpy:d2l-scratch", "eval")] == "n/a"
+    assert cell[("numpy:d2l-scratch", "rate=nan")] == "error: AssertionError"
+    json.dumps(report.to_json(), allow_nan=False)
+
+
+def test_agreement_checker_on_live_numpy_and_fake_apis(numpy_runs, faulty_report) -> None:
+    numpy_payload = {"records": numpy_runs[0].records}
+    assert known_disagreements(numpy_payload, []) == []
+    payload = {"records": faulty_report.records}
+    # the NaN at rate 1 departs from the spec: without a known divergence it is reported ...
+    problems = known_disagreements(payload, [])
+    assert any("faulty:nan-at-1 rate=1" in p for p in problems)
+    # ... with one it is explained, and an entry for an API that agrees with the spec is flagged
+    entries = [Divergence("faulty:nan-at-1", "*/rate=1/*", "NaN at p=1", ""),
+               Divergence("faulty:raises", "zeros/rate=1/*", "wrongly listed", "")]
+    problems = known_disagreements(payload, entries)
+    assert not any("faulty:nan-at-1 rate=1" in p for p in problems)
+    assert any("faulty:raises rate=1" in p and "zeros/rate=1/*" in p for p in problems)
+
+
+# ---------------------------------------------------------------------------------------------
+# The committed map (results/probe/, docs/) is the output of a real run and agrees with verify's data.
+@pytest.fixture(scope="module")
+def committed() -> dict:
+    return read_result(COMMITTED / "probe.json", kind="probe")
+
+
+def test_committed_run_covers_every_api_and_case(committed) -> None:
+    assert all(b["status"] == "ok" for b in committed["backends"]), committed["backends"]
+    apis = [a for b in committed["backends"] for a in b["apis"]]
+    pairs = {(r["api"], r["case"]) for r in committed["records"]}
+    assert pairs == {(a, c) for a in apis for c in probes.CASE_IDS}
+    # every API the built-in adapters declare today (re-run the probe after adding one)
+    declared = {f"{name}:{api}" for name, ref in BUILTIN.items() for api in api_names(ref)}
+    assert set(apis) == declared
+    for r in committed["records"]:
+        assert set(r) >= {"api", "case", "outcome", "error_type", "message", "detail"}
+        assert r["outcome"] in probes.OUTCOMES
+
+
+def test_committed_map_agrees_with_known_divergences(committed) -> None:
+    assert known_disagreements(committed, load_known()) == []
+    # and the specific MXNet entries of verify show up as their non-spec outcome here
+    cell = {(r["api"], r["case"]): probes.cell_label(r) for r in committed["records"]}
+    assert cell[("mxnet:nd.Dropout", "rate=1")] == "nan"
+    assert cell[("mxnet:gluon.nn.Dropout", "grad:rate=1")] == "nan"
+
+
+def test_committed_tables_and_section_are_generated_from_the_json(committed) -> None:
+    assert (COMMITTED / "matrix.md").read_text(encoding="utf-8") == matrix_markdown(committed)
+    assert (COMMITTED / "matrix.csv").read_text(encoding="utf-8") == matrix_csv(committed)
+    expected = section_markdown(committed, load_notes(),
+                                matrix_link=relative_link(COMMITTED / "matrix.md", DOCS_SECTION),
+                                json_link=relative_link(COMMITTED / "probe.json", DOCS_SECTION))
+    assert DOCS_SECTION.read_text(encoding="utf-8") == expected
+
+
+def test_every_committed_difference_has_a_note(committed) -> None:
+    assert differences(committed), "the committed run shows no difference at all"
+    assert missing_notes(committed, load_notes()) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# README splicing and the CLI.
+def _dropbench(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "suite.cli", *args], capture_output=True, text=True, timeout=300,
+                          cwd=cwd or ROOT)
+
+
+def test_readme_rewrite_replaces_exactly_the_marked_text(tmp_path, committed) -> None:
+    head = "# Title\n\nIntro with a fake marker name: probe:begin (not a comment).\n\n"
+    tail = "\n\n## After\n\nUntouched text.\n"
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{head}{BEGIN}\nold hand-typed text\n{END}{tail}", encoding="utf-8")
+    proc = _dropbench("probe", "--from", str(COMMITTED / "probe.json"), "--readme", str(readme))
+    assert proc.returncode == 0, proc.stderr
+    text = readme.read_text(encoding="utf-8")
+    assert text.startswith(head + BEGIN + "\n## How the frameworks differ\n")
+    assert text.endswith("\n" + END + tail)
+    assert "old hand-typed text" not in text
+    inner = text[len(head) + len(BEGIN) + 1: -len(END + tail) - 1]
+    assert inner + "\n" == section_markdown(committed, load_notes(),
+                                            matrix_link=relative_link(COMMITTED / "matrix.md", readme),
+                                            json_link=relative_link(COMMITTED / "probe.json", readme))
+    # idempotent, and no temporary file left behind
+    assert _dropbench("probe", "--from", str(COMMITTED / "probe.json"), "--readme", str(readme)).returncode == 0
+    assert readme.read_text(encoding="utf-8") == text
+    assert [p.name for p in tmp_path.iterdir()] == ["README.md"]
+
+
+@pytest.mark.parametrize("content", ["no markers\n", f"{END}\n{BEGIN}\n", f"{BEGIN}\n{BEGIN}\n{END}\n"])
+def test_readme_without_proper_markers_is_refused_and_untouched(tmp_path, content) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(content, encoding="utf-8")
+    with pytest.raises(UsageError):
+        rewrite_readme(readme, "section\n")
+    proc = _dropbench("probe", "--backend", "numpy", "--readme", str(readme))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(readme) in lines[0]
+    assert readme.read_text(encoding="utf-8") == content
+
+
+@pytest.mark.parametrize("args, named", [(["--case", "rate=2"], "rate=2"), (["--seed", "-1"], "-1"),
+                                         (["--from", "x.json", "--backend", "numpy"], "--from")])
+def test_probe_misuse_exits_2_naming_the_value(args, named) -> None:
+    proc = _dropbench("probe", *args)
+    assert proc.returncode == 2, proc
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_probe_cli_writes_json_markdown_csv(tmp_path) -> None:
+    out = tmp_path / "p"
+    proc = _dropbench("probe", "--backend", "numpy", "--case", "rate=1", "--case", "eval",
+                      "--json", str(out / "probe.json"), "--markdown", str(out / "matrix.md"), "--csv", str(out / "m.csv"))
+    assert proc.returncode == 0, proc.stderr
+    payload = read_result(out / "probe.json", kind="probe")
+    assert {r["case"] for r in payload["records"]} == {"rate=1", "eval"}
+    assert payload["versions"]["numpy"] == np.__version__
+    assert (out / "m.csv").read_text().splitlines()[0].startswith("case,numpy:reference,")
+    assert "| eval | identity |" in (out / "matrix.md").read_text()
