@@ -1,0 +1,43 @@
+"""`dropbench report RUN.json ...`: merge benchmark runs into tables, plots, an HTML page and summary.md."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+NAME = "report"
+HELP = "merge benchmark runs (any machines) into markdown/CSV tables, plots, report.html and summary.md"
+
+
+def output_dir(text: str) -> Path:
+    """A folder that exists or can be made and accepts files, checked before any work."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".dropbench-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot write to {text!r}: {exc.strerror or exc}") from None
+    return path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", nargs="+", type=Path, metavar="RUN.json", help="files from `dropbench bench --json`")
+    parser.add_argument("--out", type=output_dir, default=Path("report"), metavar="DIR",
+                        help="output folder (default ./report)")
+    parser.add_argument("--no-plots", action="store_true", help="skip the matplotlib plots")
+
+
+def run(args: argparse.Namespace) -> int:
+    from suite.loader import UsageError
+
+    try:
+        from suite.report import build_report
+    except ImportError as exc:  # pandas / matplotlib are in the `all` extra, not the core install
+        raise UsageError(f"report needs {exc.name or 'pandas'}: pip install 'dropbench[all]'") from None
+    files = build_report(list(args.runs), args.out, plots=not args.no_plots)
+    print(files.summary_md.read_text(encoding="utf-8"))  # notes and skipped backends are listed in it
+    print(f"report: {len(files.tables)} table files, {len(files.plots)} plots, {files.html}")
+    return 0

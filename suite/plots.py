@@ -1,0 +1,121 @@
+"""Report plots with matplotlib's object API on the Agg canvas (no pyplot, no display, no global backend).
+
+Input is report.display_frame rows of one machine/device/dtype; each function writes one PNG.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+MARKERS = "osD^v<>pPhX*"
+LOG_BARS_SPAN = 30.0
+BASELINE_STYLE = {"baseline:copy": ("#222222", "--"), "baseline:rng32": ("#777777", ":")}
+
+
+def _size_formatter() -> FuncFormatter:
+    from suite.report import size_label
+
+    return FuncFormatter(lambda x, _pos: size_label(int(round(x))) if x >= 1 else "")
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    FigureCanvasAgg(fig)
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    tmp.replace(path)
+    return path
+
+
+def _api_styles(labels: list[str]) -> dict[str, tuple[object, str, str]]:
+    """(color, marker, linestyle) per label: one color and marker per API, solid for eager and
+    dash-dot for compiled modes ("api [mode]"), so an API's eager and graph lines pair up visually."""
+    from matplotlib import colormaps
+
+    bases = sorted({label.split(" [", 1)[0] for label in labels})
+    cmap = colormaps["tab10" if len(bases) <= 10 else "tab20"]
+    base_style = {b: (cmap(i % cmap.N), MARKERS[i % len(MARKERS)]) for i, b in enumerate(bases)}
+    return {label: (*base_style[label.split(" [", 1)[0]], "-." if " [" in label else "-") for label in labels}
+
+
+def throughput_plot(sub: "pd.DataFrame", path: Path, *, title: str) -> Path:
+    """Throughput vs size, one line per API, log-log; one panel per backend (shared axes) so two dozen
+    APIs stay readable, the baselines drawn in every panel. GB/s when bytes are known, else elements/s."""
+    use_gbps = bool(sub["gbps"].notna().all())
+    column, ylabel = ("gbps", "GB/s (useful traffic)") if use_gbps else ("elems_per_s", "elements / s")
+    apis = sub[~sub["is_baseline"]]
+    backends = sorted(apis["backend"].unique())
+    fig = Figure(figsize=(11, 0.8 + 2.9 * len(backends)), layout="constrained")
+    axes = fig.subplots(len(backends), 1, sharex=True, sharey=True, squeeze=False)[:, 0]
+    baselines = sub[sub["is_baseline"]]
+    for ax, backend in zip(axes, backends):
+        mine = apis[apis["backend"] == backend]
+        styles = _api_styles(sorted(mine["label"].unique()))
+        for label, (color, marker, style) in styles.items():
+            line = mine[mine["label"] == label].sort_values("numel")
+            ax.plot(line["numel"], line[column], style, marker=marker, color=color, label=label, linewidth=1.5,
+                    markersize=5)
+        for label in sorted(baselines["label"].unique()):
+            line = baselines[baselines["label"] == label].sort_values("numel")
+            color, style = BASELINE_STYLE.get(label.split(" ")[0], ("#999999", "--"))
+            # baselines move the bytes of a forward step; on forward+backward plots they are a reference only
+            ax.plot(line["numel"], line[column], style, color=color, label=f"{label} (forward)", linewidth=1.4)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.xaxis.set_major_formatter(_size_formatter())
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _pos: f"{y:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.set_ylabel(f"{ylabel}, log", fontsize=9)
+        ax.set_title(backend, fontsize=9, loc="left")
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7.5, frameon=False)
+    axes[-1].set_xlabel("elements per tensor (log)")
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def bar_plot(sub: "pd.DataFrame", path: Path, *, title: str) -> Path:
+    """Median time per step of every API at one size: forward and forward+backward bars side by side,
+    with the baselines as vertical reference lines. Linear time axis (bar lengths stay honest) unless
+    the times span more than LOG_BARS_SPAN, then log."""
+    apis = sub[~sub["is_baseline"]]
+    fwd = apis[apis["direction"] == "forward"].set_index("label")["median_s"]
+    fb = apis[apis["direction"] == "forward_backward"].set_index("label")["median_s"]
+    labels = sorted(set(fwd.index) | set(fb.index), key=lambda l: (fwd.get(l, math.inf), l), reverse=True)
+    fig = Figure(figsize=(9, 1.2 + 0.42 * max(len(labels), 1)))
+    ax = fig.add_subplot(1, 1, 1)
+    h = 0.4
+    ys = list(range(len(labels)))
+    for offset, series, color, name in ((h / 2, fwd, "#4C72B0", "forward"), (-h / 2, fb, "#DD8452", "forward+backward")):
+        values = [series.get(l, math.nan) * 1e3 for l in labels]
+        bars = ax.barh([y + offset for y in ys], values, height=h, color=color, label=name)
+        for bar, v in zip(bars, values):
+            if math.isfinite(v):
+                ax.annotate(f"{v:.3g}", (bar.get_width(), bar.get_y() + bar.get_height() / 2), xytext=(3, 0),
+                            textcoords="offset points", va="center", fontsize=7)
+    for r in sub[sub["is_baseline"]].itertuples():
+        color, style = BASELINE_STYLE.get(r.label.split(" ")[0], ("#999999", "--"))
+        ax.axvline(r.median_s * 1e3, color=color, linestyle=style, linewidth=1.3,
+                   label=f"{r.label} {r.median_s * 1e3:.3g} ms")
+    ax.set_yticks(ys, labels, fontsize=8)
+    times = sub["median_s"].dropna()
+    log = bool(len(times)) and times.max() / times.min() > LOG_BARS_SPAN
+    if log:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: f"{x:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("median time per step, ms" + (" (log)" if log else ""))
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, axis="x", which="both", alpha=0.25)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    return _save(fig, path)

@@ -1,0 +1,583 @@
+"""Merge `dropbench bench` runs (any number, any machines) into tables, plots, an HTML page and summary.md.
+
+The time statistic everywhere is the MEDIAN round time of pytest-benchmark (``stats.median``: seconds
+per step, robust to the odd slow round). Derived from it:
+
+* GB/s = ``extra_info.bytes`` (useful traffic of one step, as the bench defines it) / time;
+* elements/s = numel / time;
+* x fastest = time / time of the fastest dropout API of the same machine, device, direction, dtype and size
+  (baselines excluded from "fastest");
+* x copy, x rng32 = time / time of ``baseline:copy`` / ``baseline:rng32`` of the same machine, device,
+  dtype and size, timed in the same worker process (``extra_info.worker``) of the same run; when that
+  process did not time one, the median over the workers that did (every caption says how many rows).
+
+Machines (top-level ``machine_id``) are never pooled: every table has a machine column or a machine
+heading, and plots are written per machine. Loading and validation need no pandas (compare uses them
+too); everything else imports pandas when called.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+from suite.jsonio import ResultFileError, atomic_write_text, read_result
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+DIRECTIONS = ("forward", "forward_backward")
+DIRECTION_TITLE = {"forward": "forward", "forward_backward": "forward+backward"}
+BASELINES = ("copy", "rng32")
+REQUIRED_INFO: dict[str, type] = {"api": str, "direction": str, "device": str, "dtype": str, "numel": int}
+TIME_NOTE = "time = median round time of one step (pytest-benchmark stats.median)"
+
+
+# ------------------------------------------------------------------------------------ loading
+
+
+@dataclass(frozen=True)
+class Run:
+    path: Path
+    payload: dict[str, Any]
+
+    @property
+    def machine_id(self) -> str:
+        return str(self.payload["machine_id"])
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def validate_bench(payload: dict[str, Any]) -> str | None:
+    """Why a bench payload cannot be reported, or None. Checks only what report/compare rely on."""
+    if not isinstance(payload.get("machine_id"), str) or not payload["machine_id"]:
+        return "no top-level 'machine_id'"
+    benches = payload.get("benchmarks")
+    if not isinstance(benches, list):
+        return "no 'benchmarks' list"
+    for i, bench in enumerate(benches):
+        where = f"benchmark #{i}"
+        if not isinstance(bench, dict):
+            return f"{where} is not an object"
+        info, stats = bench.get("extra_info"), bench.get("stats")
+        if not isinstance(info, dict):
+            return f"{where} has no 'extra_info' object"
+        if not isinstance(stats, dict):
+            return f"{where} has no 'stats' object"
+        for name, typ in REQUIRED_INFO.items():
+            value = info.get(name)
+            if not isinstance(value, typ) or isinstance(value, bool):
+                return f"{where}: extra_info.{name} is missing or not a {typ.__name__} ({value!r})"
+        if info["direction"] not in DIRECTIONS:
+            return f"{where}: extra_info.direction {info['direction']!r} is not one of {', '.join(DIRECTIONS)}"
+        if info["numel"] <= 0:
+            return f"{where}: extra_info.numel {info['numel']!r} is not positive"
+        median = stats.get("median")
+        data = stats.get("data")
+        if not (_is_number(median) and median > 0):
+            if not (isinstance(data, list) and data and all(_is_number(v) and v > 0 for v in data)):
+                return f"{where}: stats has neither a positive 'median' nor per-round 'data'"
+        if "data" in stats and not (isinstance(data, list) and all(_is_number(v) for v in data)):
+            return f"{where}: stats.data is not a list of numbers"
+        if info.get("bytes") is not None and not (_is_number(info["bytes"]) and info["bytes"] >= 0):
+            return f"{where}: extra_info.bytes {info['bytes']!r} is not a non-negative number"
+    return None
+
+
+def load_run(path: Path | str) -> Run:
+    """One validated bench file, or ResultFileError naming the file (CLI exit 2)."""
+    source = Path(path)
+    payload = read_result(source, kind="bench")
+    problem = validate_bench(payload)
+    if problem:
+        raise ResultFileError(f"{source}: {problem}")
+    return Run(source, payload)
+
+
+# ------------------------------------------------------------------------------------ formatting
+
+
+def size_label(numel: int) -> str:
+    """4096 -> '4Ki', 1048576 -> '1Mi', 3000000 -> '3M' (compact column headers)."""
+    for suffix, scale in (("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)):
+        if numel >= scale and numel % scale == 0:
+            return f"{numel // scale}{suffix}"
+    for suffix, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if numel >= scale:
+            return f"{numel / scale:.3g}{suffix}"
+    return str(numel)
+
+
+def format_time(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "—"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def format_ratio(value: float | None) -> str:
+    return "—" if value is None or not math.isfinite(value) else f"{value:.2f}×"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "", text.replace(":", "").replace("/", "-")) or "x"
+
+
+def _md_cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """GitHub markdown; first column left-aligned, the rest right-aligned (no tabulate dependency)."""
+    head = "| " + " | ".join(_md_cell(h) for h in headers) + " |"
+    rule = "|" + "|".join([":---"] + ["---:"] * (len(headers) - 1)) + "|"
+    body = ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join([head, rule, *body])
+
+
+@dataclass
+class Table:
+    """A titled display table rendered the same way to markdown and HTML."""
+
+    title: str
+    caption: str
+    headers: list[str]
+    rows: list[list[str]]
+
+    def markdown(self, level: int = 3) -> str:
+        return f"{'#' * level} {self.title}\n\n{self.caption}\n\n{markdown_table(self.headers, self.rows)}\n"
+
+    def html(self) -> str:
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in self.headers)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in self.rows)
+        return (f"<h3>{html.escape(self.title)}</h3>\n<p class='caption'>{html.escape(self.caption)}</p>\n"
+                f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>\n")
+
+
+# ------------------------------------------------------------------------------------ the frame
+
+
+def _rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
+    import numpy as np
+
+    rows = []
+    for index, run in enumerate(runs):
+        facts = run.payload.get("machine_facts") or {}
+        for bench in run.payload["benchmarks"]:
+            info, stats = bench["extra_info"], bench["stats"]
+            median = stats.get("median")
+            if not (_is_number(median) and median > 0):
+                median = float(np.median(stats["data"]))
+            api = info["api"]
+            backend = str(info.get("backend") or api.split(":", 1)[0])
+            rate, threads = info.get("rate"), info.get("threads")
+            rows.append({
+                "machine": run.machine_id, "cpu": str(facts.get("cpu", "")), "run": index,
+                "source": str(run.path), "datetime": str(run.payload.get("datetime") or ""),
+                "backend": backend, "api": api, "mode": str(info.get("mode") or "eager"),
+                "direction": info["direction"], "device": info["device"], "dtype": info["dtype"],
+                "numel": int(info["numel"]), "rate": "?" if rate is None else f"{rate:g}" if _is_number(rate) else str(rate),
+                "threads": "?" if threads is None else str(threads),
+                "worker": str(info.get("worker") or backend),
+                "bytes": float(info["bytes"]) if _is_number(info.get("bytes")) else float("nan"),
+                "median_s": float(median), "rounds": int(stats.get("rounds") or len(stats.get("data") or [])),
+                "iqr_s": float(stats["iqr"]) if _is_number(stats.get("iqr")) else float("nan"),
+                "is_baseline": backend == "baseline" or api.startswith("baseline:"),
+            })
+    return rows
+
+
+KEY = ["machine", "api", "mode", "direction", "device", "dtype", "numel", "rate", "threads", "worker"]
+GROUP = ["machine", "device", "direction", "dtype", "numel"]
+
+
+def _labels(df: "pd.DataFrame") -> "pd.Series":
+    """'api', 'api [mode]' for non-eager modes, plus ' p=rate' / ' t=threads' where these vary on one machine."""
+    label = df["api"].where(df["mode"] == "eager", df["api"] + " [" + df["mode"] + "]")
+    for column, prefix in (("rate", " p="), ("threads", " t=")):
+        varies = df[~df["is_baseline"] | (column == "threads")].groupby("machine")[column].transform("nunique")
+        varies = varies.reindex(df.index).fillna(1) > 1
+        label = label.where(~varies, label + prefix + df[column])
+    return label
+
+
+def _attach_baselines(df: "pd.DataFrame") -> "pd.DataFrame":
+    """x_copy / x_rng32 from the same worker process of the same run, else the median over workers."""
+    import numpy as np
+
+    dims = ["machine", "device", "dtype", "numel", "threads"]
+    base = df[df["is_baseline"]]
+    for name in BASELINES:
+        b = base[base["api"] == f"baseline:{name}"]
+        same = (b.groupby(dims + ["run", "worker"], as_index=False)["median_s"].median()
+                .rename(columns={"median_s": f"{name}_same_s"}))
+        pooled = b.groupby(dims, as_index=False).agg(**{f"{name}_pool_s": ("median_s", "median"),
+                                                        f"{name}_workers": ("worker", "nunique")})
+        df = df.merge(same, on=dims + ["run", "worker"], how="left").merge(pooled, on=dims, how="left")
+        has_same = df[f"{name}_same_s"].notna()
+        df[f"{name}_s"] = df[f"{name}_same_s"].where(has_same, df[f"{name}_pool_s"])
+        workers = df[f"{name}_workers"].fillna(0).astype(int).astype(str)
+        df[f"{name}_from"] = np.where(has_same, "same worker",
+                                      np.where(df[f"{name}_pool_s"].notna(), "median of " + workers + " workers", "none"))
+        df[f"x_{name}"] = df["median_s"] / df[f"{name}_s"]
+        df = df.drop(columns=[f"{name}_same_s", f"{name}_pool_s", f"{name}_workers"])
+    return df
+
+
+def results_frame(runs: Sequence[Run]) -> tuple["pd.DataFrame", list[str]]:
+    """Every benchmark of every run, one row each, with throughput and baseline ratios; plus notes.
+
+    A benchmark measured again in a later run of the same machine (same key, same worker) replaces the
+    earlier one (later = later ``datetime``, then later on the command line); the notes say how many.
+    """
+    import pandas as pd
+
+    notes: list[str] = []
+    df = pd.DataFrame(_rows(runs))
+    if df.empty:
+        return df, notes
+    df = df.sort_values(["datetime", "run"], kind="stable")
+    dup = df.duplicated(KEY, keep="last")
+    if dup.any():
+        notes.append(f"{int(dup.sum())} benchmark(s) measured again in a later run of the same machine "
+                     "were replaced by the later result")
+        df = df[~dup]
+    df = df.reset_index(drop=True)
+    df["label"] = _labels(df)
+    df["gbps"] = df["bytes"] / df["median_s"] / 1e9
+    df["elems_per_s"] = df["numel"] / df["median_s"]
+    df = _attach_baselines(df)
+    return df.sort_values(GROUP + ["is_baseline", "label", "worker"], kind="stable").reset_index(drop=True), notes
+
+
+def display_frame(df: "pd.DataFrame") -> "pd.DataFrame":
+    """One row per machine x device x direction x dtype x size x label: baselines timed in several
+    workers are collapsed to their median (``workers`` says over how many); adds ``x_fastest``."""
+    keys = GROUP + ["threads", "label", "is_baseline", "backend"]
+    out = df.groupby(keys, as_index=False, sort=False).agg(
+        median_s=("median_s", "median"), bytes=("bytes", "first"), rounds=("rounds", "sum"),
+        x_copy=("x_copy", "median"), x_rng32=("x_rng32", "median"), workers=("worker", "nunique"),
+        copy_from=("copy_from", "first"), rng32_from=("rng32_from", "first"))
+    out["gbps"] = out["bytes"] / out["median_s"] / 1e9
+    out["elems_per_s"] = out["numel"] / out["median_s"]
+    fastest = out["median_s"].where(~out["is_baseline"]).groupby([out[k] for k in GROUP + ["threads"]]).transform("min")
+    out["x_fastest"] = out["median_s"] / fastest
+    return out
+
+
+# ------------------------------------------------------------------------------------ tables
+
+
+def format_rate(per_second: float) -> str:
+    """Elements per second with an SI prefix: 6.65e8 -> '665 Mel/s'."""
+    for prefix, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if per_second >= scale:
+            return f"{per_second / scale:.3g} {prefix}el/s"
+    return f"{per_second:.3g} el/s"
+
+
+def _throughput_cell(row: Any) -> str:
+    rate = format_rate(row.elems_per_s)
+    speed = f"{row.gbps:.3g} GB/s, {rate}" if math.isfinite(row.gbps) else rate
+    return f"{speed} · {format_ratio(row.x_fastest)}"
+
+
+def _sorted_labels(sub: "pd.DataFrame") -> list[str]:
+    firsts = sub.drop_duplicates("label")
+    return list(firsts.sort_values(["is_baseline", "label"])["label"])
+
+
+def _baseline_caption(sub: "pd.DataFrame") -> str:
+    parts = []
+    for name in BASELINES:
+        rows = sub[~sub["is_baseline"]][f"{name}_from"]
+        if rows.empty:
+            continue
+        counts = rows.value_counts()
+        if list(counts.index) == ["same worker"]:
+            parts.append(f"baseline:{name} from the same worker process for all {len(rows)} rows")
+        else:
+            parts.append(f"baseline:{name}: " + ", ".join(f"{v} rows {k}" for k, v in counts.items()))
+    return "; ".join(parts)
+
+
+def throughput_tables(df: "pd.DataFrame", disp: "pd.DataFrame", out_dir: Path) -> tuple[list[Table], list[Path]]:
+    """Per machine x device x direction: rows (dtype, API), columns size; markdown + wide CSV."""
+    tables, files = [], []
+    for (machine, device, direction), sub in disp.groupby(["machine", "device", "direction"], sort=True):
+        sizes = sorted(sub["numel"].unique())
+        rows, csv_rows = [], []
+        for dtype, by_dtype in sub.groupby("dtype", sort=True):
+            for label in _sorted_labels(by_dtype):
+                cells = by_dtype[by_dtype["label"] == label].set_index("numel")
+                row = [dtype, label]
+                csv_row: dict[str, Any] = {"machine": machine, "device": device, "direction": direction,
+                                           "dtype": dtype, "api": label}
+                for n in sizes:
+                    if n in cells.index:
+                        r = cells.loc[n]
+                        row.append(_throughput_cell(r))
+                        csv_row |= {f"{n} median_s": r.median_s, f"{n} GB/s": r.gbps,
+                                    f"{n} elements/s": r.elems_per_s, f"{n} x_fastest": r.x_fastest}
+                    else:
+                        row.append("—")
+                rows.append(row)
+                csv_rows.append(csv_row)
+        workers = sub[sub["is_baseline"]]["workers"]
+        caption = (f"{TIME_NOTE}. Cell: GB/s of useful traffic (extra_info.bytes / time), elements/s · time ÷ time "
+                   f"of the fastest dropout API at that size and dtype (baselines not counted as fastest).")
+        if not workers.empty:
+            caption += f" Baseline rows: median over the {int(workers.max())} worker process(es) that timed them."
+        table = Table(f"{machine} · {device} · {DIRECTION_TITLE[direction]}", caption,
+                      ["dtype", "API", *[size_label(int(n)) for n in sizes]], rows)
+        tables.append(table)
+        stem = out_dir / "tables" / _slug(machine) / f"{_slug(device)}-{direction}"
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        files.append(atomic_write_text(stem.with_suffix(".md"), table.markdown(level=2)))
+        import pandas as pd
+
+        files.append(atomic_write_text(stem.with_suffix(".csv"), pd.DataFrame(csv_rows).to_csv(index=False)))
+    return tables, files
+
+
+def baseline_tables(df: "pd.DataFrame", disp: "pd.DataFrame", out_dir: Path) -> tuple[list[Table], list[Path]]:
+    """Per machine x device x dtype: rows (direction, API), columns size, cells 'x copy / x rng32'."""
+    tables, md = [], []
+    apis = disp[~disp["is_baseline"]]
+    for (machine, device, dtype), sub in apis.groupby(["machine", "device", "dtype"], sort=True):
+        sizes = sorted(sub["numel"].unique())
+        rows = []
+        for direction in DIRECTIONS:
+            by_dir = sub[sub["direction"] == direction]
+            for label in _sorted_labels(by_dir):
+                cells = by_dir[by_dir["label"] == label].set_index("numel")
+                rows.append([DIRECTION_TITLE[direction], label] + [
+                    f"{format_ratio(cells.loc[n].x_copy)} / {format_ratio(cells.loc[n].x_rng32)}" if n in cells.index else "—"
+                    for n in sizes])
+        raw = df[(df["machine"] == machine) & (df["device"] == device) & (df["dtype"] == dtype)]
+        caption = (f"{TIME_NOTE}. Cell: time ÷ baseline:copy time / time ÷ baseline:rng32 time, same size, dtype, "
+                   f"device; {_baseline_caption(raw) or 'no baselines in these runs'}.")
+        table = Table(f"{machine} · {device} · {dtype} — ratio to baselines", caption,
+                      ["direction", "API", *[size_label(int(n)) for n in sizes]], rows)
+        tables.append(table)
+        md.append(table.markdown(level=2))
+    files = []
+    if tables:
+        files.append(atomic_write_text(out_dir / "baselines.md", "# Ratios to the baselines\n\n" + "\n".join(md)))
+        cols = ["machine", "device", "dtype", "direction", "label", "numel", "median_s", "copy_s", "x_copy", "copy_from",
+                "rng32_s", "x_rng32", "rng32_from", "worker", "source"]
+        files.append(atomic_write_text(out_dir / "baselines.csv", df[~df["is_baseline"]][cols].to_csv(index=False)))
+    return tables, files
+
+
+def _largest_common_size(sub: "pd.DataFrame") -> tuple[int, bool]:
+    """Largest size every API of this group measured (in some direction); else the largest size, flagged."""
+    per_label = [set(g["numel"]) for _, g in sub[~sub["is_baseline"]].groupby("label")]
+    common = set.intersection(*per_label) if per_label else set()
+    if common:
+        return int(max(common)), True
+    return int(sub["numel"].max()), False
+
+
+def summary_tables(disp: "pd.DataFrame") -> list[Table]:
+    """Per machine x device x dtype at the largest common size: forward and forward+backward time and ratios."""
+    tables = []
+    for (machine, device, dtype), sub in disp.groupby(["machine", "device", "dtype"], sort=True):
+        if sub[~sub["is_baseline"]].empty:
+            continue
+        numel, common = _largest_common_size(sub)
+        at = sub[sub["numel"] == numel]
+        rows = []
+        for label in _sorted_labels(at[~at["is_baseline"]]):
+            row = [label]
+            for direction in DIRECTIONS:
+                hit = at[(at["label"] == label) & (at["direction"] == direction)]
+                if hit.empty:
+                    row += ["—", "—", "—"]
+                else:
+                    r = hit.iloc[0]
+                    row += [format_time(r.median_s), format_ratio(r.x_copy), format_ratio(r.x_rng32)]
+            rows.append(row)
+        base = at[at["is_baseline"]]
+        refs = ", ".join(f"{r.label} {format_time(r.median_s)}" for r in base.itertuples())
+        caption = (f"n = {numel:,} elements ({size_label(numel)})"
+                   + ("" if common else " — not every API measured this size") + f"; {TIME_NOTE}"
+                   + (f"; baselines (median over workers): {refs}" if refs else "; no baselines timed") + ".")
+        tables.append(Table(f"{machine} · {device} · {dtype}", caption,
+                            ["API", "forward", "× copy", "× rng32", "fwd+bwd", "× copy", "× rng32"], rows))
+    return tables
+
+
+def _backend_lines(runs: Sequence[Run]) -> list[str]:
+    """Backends that did not run or had failures, incomplete runs, and salvaged rows: never dropped silently."""
+    seen: dict[tuple[str, str], str] = {}
+    lines = []
+    for run in runs:
+        for b in run.payload.get("backends") or []:
+            if not isinstance(b, dict):
+                continue
+            if b.get("status") not in (None, "ok"):
+                why = b.get("reason") or "no reason given"
+                seen[(run.machine_id, str(b.get("backend")))] = f"did not run ({b.get('status')}: {why})"
+            elif b.get("reason"):
+                seen[(run.machine_id, str(b.get("backend")))] = f"ran with problems: {b['reason']}"
+        info = run.payload.get("run") or {}
+        if info.get("complete") is False:
+            lines.append(f"{run.path}: the run is incomplete (interrupted or still running); rows present are reported")
+        salvaged = sum(1 for b in run.payload["benchmarks"] if (b.get("extra_info") or {}).get("salvaged"))
+        if salvaged:
+            lines.append(f"{run.path}: {salvaged} row(s) salvaged from a worker that did not finish")
+    return [f"{machine}: {backend} {why}" for (machine, backend), why in sorted(seen.items())] + lines
+
+
+def skipped_table(runs: Sequence[Run]) -> Table | None:
+    """Cases a bench run did not time (top-level ``skipped``), counted by worker, status and reason."""
+    counts: dict[tuple[str, str, str, str, str], int] = {}
+    for run in runs:
+        for case in run.payload.get("skipped") or []:
+            if not isinstance(case, dict):
+                continue
+            key = (run.machine_id, str(case.get("worker") or case.get("backend") or "?"), str(case.get("status") or "?"),
+                   str(case.get("kind") or ""), str(case.get("reason") or "no reason given"))
+            counts[key] = counts.get(key, 0) + 1
+    if not counts:
+        return None
+    rows = [[*key, str(n)] for key, n in sorted(counts.items())]
+    return Table("Not timed", "Cases the bench runs skipped or lost, with their reasons (one row per reason).",
+                 ["machine", "worker", "status", "kind", "reason", "cases"], rows)
+
+
+def machine_table(runs: Sequence[Run]) -> Table:
+    rows: dict[str, list[str]] = {}
+    for run in runs:
+        f = run.payload.get("machine_facts") or {}
+        entry = rows.setdefault(run.machine_id, [run.machine_id, str(f.get("cpu", "?")), str(f.get("cores", "?")),
+                                                 str(f.get("memory_gib", "?")), f"{f.get('system', '?')}/{f.get('arch', '?')}",
+                                                 str(f.get("python", "?")), ""])
+        entry[-1] = ", ".join(filter(None, [entry[-1], run.path.name]))
+    return Table("Machines", "One row per machine_id; results of different machines are never pooled.",
+                 ["machine_id", "cpu", "cores", "memory GiB", "system", "python", "runs"], list(rows.values()))
+
+
+# ------------------------------------------------------------------------------------ output
+
+
+@dataclass
+class ReportFiles:
+    out_dir: Path
+    summary_md: Path
+    html: Path
+    results_csv: Path
+    tables: list[Path] = field(default_factory=list)
+    plots: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def all(self) -> list[Path]:
+        return [self.summary_md, self.html, self.results_csv, *self.tables, *self.plots]
+
+
+def _summary_markdown(runs: Sequence[Run], tables: list[Table], notes: list[str]) -> str:
+    lines = ["# dropbench summary", "",
+             f"Per machine, device and dtype at the largest size every API measured; {TIME_NOTE}. "
+             "× copy / × rng32 = time ÷ time of baseline:copy (memory bound) / baseline:rng32 (one 32-bit random "
+             "word per element), same size, dtype, device, timed in the same worker process.", ""]
+    for table in tables:
+        lines.append(table.markdown(level=2))
+    if not tables:
+        lines += ["No benchmark results in these runs.", ""]
+    lines += [f"- {line}" for line in _backend_lines(runs) + notes]
+    skipped = skipped_table(runs)
+    if skipped:
+        total = sum(int(r[-1]) for r in skipped.rows)
+        several = len({r[0] for r in skipped.rows}) > 1
+        reasons = [f"{r[0] + ': ' if several else ''}{r[1]} {r[2]}: {r[4]} ({r[5]})" for r in skipped.rows]
+        shown = "; ".join(reasons[:6]) + (f"; … {len(reasons) - 6} more in report.html" if len(reasons) > 6 else "")
+        lines.append(f"- {total} case(s) not timed — {shown}")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _plots(disp: "pd.DataFrame", out_dir: Path, notes: list[str]) -> list[Path]:
+    try:
+        from suite import plots
+    except ImportError as exc:
+        notes.append(f"plots skipped: {exc.name or 'matplotlib'} is not installed")
+        return []
+    files = []
+    for (machine, device, dtype), sub in disp.groupby(["machine", "device", "dtype"], sort=True):
+        folder = out_dir / "plots" / _slug(machine)
+        for direction in DIRECTIONS:
+            part = sub[sub["direction"] == direction]
+            if direction == "forward_backward":  # baselines are forward-only; draw them for reference
+                part = sub[(sub["direction"] == direction) | sub["is_baseline"]]
+            if part[~part["is_baseline"]].empty:
+                continue
+            files.append(plots.throughput_plot(
+                part, folder / f"{_slug(device)}-{dtype}-{direction}.png",
+                title=f"{machine}\n{device} · {dtype} · {DIRECTION_TITLE[direction]} · median round time"))
+        numel, _ = _largest_common_size(sub)
+        title = f"{machine}\n{device} · {dtype} · n = {numel:,} ({size_label(numel)}) · median round time"
+        files.append(plots.bar_plot(sub[sub["numel"] == numel], folder / f"{_slug(device)}-{dtype}-bars.png", title=title))
+    return files
+
+
+def _html_page(runs: Sequence[Run], sections: list[tuple[str, list[Table]]], plot_files: list[Path],
+               out_dir: Path, notes: list[str]) -> str:
+    style = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}"
+             "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;"
+             "text-align:right;font-variant-numeric:tabular-nums}td:first-child,td:nth-child(2),th{text-align:left}"
+             "th{background:#f0f0f0}.caption{color:#444;max-width:1100px}img{max-width:100%;border:1px solid #ddd}")
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>dropbench report</title><style>{style}</style>"
+             "</head><body><h1>dropbench report</h1>",
+             f"<p>{html.escape(TIME_NOTE)}. Inputs: {html.escape(', '.join(str(r.path) for r in runs))}.</p>"]
+    for line in _backend_lines(runs) + notes:
+        parts.append(f"<p>• {html.escape(line)}</p>")
+    for heading, tables in sections:
+        parts.append(f"<h2>{html.escape(heading)}</h2>")
+        parts += [t.html() for t in tables]
+    if plot_files:
+        parts.append("<h2>Plots</h2>")
+        for path in plot_files:
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            rel = path.relative_to(out_dir).as_posix()
+            parts.append(f"<figure><img alt='{html.escape(rel)}' src='data:image/png;base64,{data}'>"
+                         f"<figcaption><a href='{html.escape(rel)}'>{html.escape(rel)}</a></figcaption></figure>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def build_report(paths: Sequence[Path | str], out_dir: Path | str, *, plots: bool = True) -> ReportFiles:
+    """Load and validate every run (ResultFileError names a bad file), then write all outputs into out_dir."""
+    runs = [load_run(p) for p in paths]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    df, notes = results_frame(runs)
+    files = ReportFiles(out, out / "summary.md", out / "report.html", out / "results.csv", notes=notes)
+    sections: list[tuple[str, list[Table]]] = [("Machines", [machine_table(runs)])]
+    skipped = skipped_table(runs)
+    summary: list[Table] = []
+    if df.empty:
+        atomic_write_text(files.results_csv, "")
+    else:
+        atomic_write_text(files.results_csv, df.to_csv(index=False))
+        disp = display_frame(df)
+        summary = summary_tables(disp)
+        base_tables, base_files = baseline_tables(df, disp, out)
+        tp_tables, tp_files = throughput_tables(df, disp, out)
+        files.tables = tp_files + base_files
+        sections += [("Summary at the largest common size", summary), ("Ratios to the baselines", base_tables),
+                     ("Throughput", tp_tables)]
+        if plots:
+            files.plots = _plots(disp, out, notes)
+    if skipped:
+        sections.append(("Not timed", [skipped]))
+    atomic_write_text(files.summary_md, _summary_markdown(runs, summary, notes))
+    atomic_write_text(files.html, _html_page(runs, sections, files.plots, out, notes))
+    return files

@@ -1,0 +1,255 @@
+"""`dropbench compare`: the Mann–Whitney U test against hand computation, and verdicts that can fail.
+
+Every randomized test uses a fixed seed; where a verdict could in principle flip by chance, the
+docstring bounds that probability (<= 1e-6) for the stated model.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from suite.compare import (CannotTest, compare_runs, exact_u_distribution, exit_code, judge, mann_whitney_u,
+                           midranks)
+from tests.fixtures.synthetic_bench import bench_payload, benchmark, synthetic_run, write_run
+
+
+def dropbench(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "suite.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+# ----------------------------------------------------------------------------- the U test by hand
+
+
+def test_midranks_average_ties() -> None:
+    ranks, ties = midranks(np.array([3.0, 1.0, 2.0, 2.0, 5.0]))
+    assert ranks.tolist() == [4.0, 1.0, 2.5, 2.5, 5.0]
+    assert sorted(ties.tolist()) == [1, 1, 1, 2]
+
+
+def test_exact_small_example_by_hand() -> None:
+    """x = 1,2,3 vs y = 4,5,6: every x is below every y, so U_x = 0 and U_y = 9.
+    Of the C(6,3) = 20 equally likely splits only one gives U_x = 0 (and one U_x = 9), so the
+    two-sided exact p = 2/20 = 0.1."""
+    t = mann_whitney_u([1, 2, 3], [4, 5, 6])
+    assert (t.u_x, t.u_y, t.method) == (0.0, 9.0, "exact")
+    assert t.p_value == pytest.approx(0.1, abs=1e-12)
+
+
+def test_exact_interleaved_example_by_hand() -> None:
+    """x = 1,4,5 vs y = 2,3,6: pairs x>y: 4>2,4>3,5>2,5>3 -> U_x = 4. U counts for 3 vs 3
+    (Gaussian binomial [6 choose 3]_q) are 1,1,2,3,3,3,3,2,1,1 for u = 0..9, so
+    P(U <= 4) = 10/20 and P(U >= 4) = 13/20: p = min(1, 2*10/20) = 1."""
+    t = mann_whitney_u([1, 4, 5], [2, 3, 6])
+    assert t.u_x == 4.0
+    assert t.p_value == pytest.approx(1.0)
+    assert (exact_u_distribution(3, 3) * 20).round(9).tolist() == [1, 1, 2, 3, 3, 3, 3, 2, 1, 1]
+
+
+def test_normal_approximation_by_hand() -> None:
+    """x = 1..8 vs y = 9..16 (no ties): U_x = 0, mean = 8*8/2 = 32, var = 64*17/12 = 90.667,
+    z = (32 - 0.5)/sqrt(90.667) = 3.3082, two-sided p = erfc(z/sqrt 2) = 9.391e-4."""
+    t = mann_whitney_u(list(range(1, 9)), list(range(9, 17)))
+    assert (t.u_x, t.u_y, t.method) == (0.0, 64.0, "normal")
+    z = 31.5 / math.sqrt(64 * 17 / 12)
+    assert t.p_value == pytest.approx(math.erfc(z / math.sqrt(2)), rel=1e-12)
+    assert t.p_value == pytest.approx(9.391e-4, rel=1e-3)
+
+
+def test_normal_approximation_with_ties_by_hand() -> None:
+    """x = 1,1,2,2,3,3,4,4 vs y = 3,3,4,4,5,5,6,6. Midranks: 1->1.5, 2->3.5, 3->6.5, 4->10.5, 5->13.5,
+    6->15.5, so R_x = 2*(1.5+3.5+6.5+10.5) = 44 and U_x = 44 - 36 = 8. Tie groups 2,2,4,4,2,2:
+    sum(t^3 - t) = 4*6 + 2*60 = 144; var = 64/12 * (17 - 144/(16*15)) = 87.4667;
+    z = (|8 - 32| - 0.5)/sqrt(87.4667) = 2.5128; p = erfc(z/sqrt 2) = 0.01198."""
+    t = mann_whitney_u([1, 1, 2, 2, 3, 3, 4, 4], [3, 3, 4, 4, 5, 5, 6, 6])
+    assert t.u_x == 8.0
+    assert t.p_value == pytest.approx(math.erfc(23.5 / math.sqrt(87.4667 * 2)), rel=1e-5)
+    assert t.p_value == pytest.approx(0.01198, rel=2e-3)
+
+
+def _brute_force_p(x: list[float], y: list[float]) -> float:
+    """Two-sided permutation p of U_x counted pair by pair (independent of the rank code)."""
+    def u(a, b):
+        return sum(1.0 if ai > bj else 0.5 if ai == bj else 0.0 for ai in a for bj in b)
+    pooled, n = x + y, len(x)
+    observed = u(x, y)
+    us = []
+    for idx in itertools.combinations(range(len(pooled)), n):
+        rest = [pooled[i] for i in range(len(pooled)) if i not in idx]
+        us.append(u([pooled[i] for i in idx], rest))
+    us = np.array(us)
+    return min(1.0, 2 * min(np.mean(us <= observed + 1e-9), np.mean(us >= observed - 1e-9)))
+
+
+@pytest.mark.parametrize("x, y", [
+    ([1.0, 2.0, 2.0, 3.0], [2.0, 4.0, 5.0]),  # ties: enumeration
+    ([5.0, 7.0, 1.0, 9.0, 3.0], [2.0, 8.0, 6.0, 4.0, 10.0, 11.0]),  # no ties: Gaussian binomial
+    ([0.1, 0.4, 0.3], [0.9, 0.8, 0.7, 0.6, 0.5, 0.2, 0.05]),
+    ([2.0, 2.0, 3.0, 1.0, 3.0, 2.0, 5.0, 1.0], [3.0, 3.0, 4.0, 2.0, 6.0]),  # ties, smaller sample second
+])
+def test_exact_p_matches_brute_force(x, y) -> None:
+    assert mann_whitney_u(x, y).p_value == pytest.approx(_brute_force_p(x, y), abs=1e-12)
+
+
+def test_exact_with_ties_handles_a_large_second_sample() -> None:
+    """6 tied rounds against 400: too many splits to enumerate, still exact (subset-sum count).
+    Cross-check: without ties the same routine must give the Gaussian-binomial p exactly."""
+    from suite.compare import _exact_with_ties
+
+    rng = np.random.default_rng(5)
+    x, y = np.round(rng.normal(10, 1, 6), 1), np.round(rng.normal(10, 1, 400), 1)
+    assert mann_whitney_u(x, y).method == "exact-ties" and 0.0 < mann_whitney_u(x, y).p_value <= 1.0
+    assert mann_whitney_u(x, y).p_value == pytest.approx(mann_whitney_u(y, x).p_value, rel=1e-12)
+    a, b = rng.normal(0, 1, 5), rng.normal(0.3, 1, 50)
+    assert _exact_with_ties(a, b) == pytest.approx(mann_whitney_u(a, b).p_value, rel=1e-9)
+
+
+def test_exact_distribution_large_second_sample_is_a_distribution() -> None:
+    d = exact_u_distribution(5, 2000)
+    assert d.shape == (10001,) and d.sum() == pytest.approx(1.0) and np.all(d >= 0)
+    assert d == pytest.approx(d[::-1], abs=1e-15)  # symmetric about n_x n_y / 2
+    assert d[0] == pytest.approx(1 / math.comb(2005, 5), rel=1e-9)
+
+
+def test_too_few_rounds_are_refused() -> None:
+    with pytest.raises(CannotTest, match="at least"):
+        mann_whitney_u([1.0, 2.0], [3.0, 4.0, 5.0])
+
+
+def test_identical_constant_samples_are_not_significant() -> None:
+    assert mann_whitney_u([1.0] * 10, [1.0] * 12).p_value == 1.0
+
+
+# ----------------------------------------------------------------------------- verdicts
+
+
+def test_shift_of_20_percent_with_low_noise_is_a_regression() -> None:
+    """20 rounds each, lognormal noise 1 %: a 20 % shift separates the samples completely unless some
+    round is > 9 sigma off (probability < 1e-18), then U = 0 and p = 7e-8 < 0.01, ratio ~ 1.2 > 1.05."""
+    rng = np.random.default_rng(11)
+    old = list(1e-3 * np.exp(rng.normal(0, 0.01, 20)))
+    new = list(1.2e-3 * np.exp(rng.normal(0, 0.01, 20)))
+    ratio, test, verdict = judge(old, new, threshold=0.05, alpha=0.01)
+    assert verdict == "regression" and test.p_value < 1e-6 and 1.15 < ratio < 1.25
+    assert judge(new, old, threshold=0.05, alpha=0.01)[2] == "improvement"
+
+
+def test_identical_distributions_are_unchanged() -> None:
+    """Same distribution, 20 rounds, 1 % noise: a verdict other than unchanged needs the ratio of medians
+    beyond 5 %, i.e. > 15 standard errors of a median (se ~ 1.25 * 1 % / sqrt 20); probability < 1e-6."""
+    rng = np.random.default_rng(12)
+    old = list(1e-3 * np.exp(rng.normal(0, 0.01, 20)))
+    new = list(1e-3 * np.exp(rng.normal(0, 0.01, 20)))
+    assert judge(old, new, threshold=0.05, alpha=0.01)[2] == "unchanged"
+
+
+def test_small_shift_that_is_significant_but_below_threshold_is_unchanged() -> None:
+    """2 % shift, 0.1 % noise, 30 rounds: the test alone would flag it; the 5 % threshold must not."""
+    rng = np.random.default_rng(13)
+    old = list(1e-3 * np.exp(rng.normal(0, 0.001, 30)))
+    new = list(1.02e-3 * np.exp(rng.normal(0, 0.001, 30)))
+    ratio, test, verdict = judge(old, new, threshold=0.05, alpha=0.01)
+    assert test.p_value < 1e-6 and verdict == "unchanged"
+
+
+def test_big_shift_with_huge_noise_and_5_rounds_is_not_significant() -> None:
+    """+20 % with lognormal noise sigma = 1 (factor ~2.7) and 5 rounds each: the ratio of medians may
+    well exceed 1.05, but the exact test cannot call it (the smallest possible two-sided p with 5 vs 5
+    is 2/252 = 0.0079, reached only by complete separation)."""
+    rng = np.random.default_rng(14)
+    old = list(1e-3 * np.exp(rng.normal(0, 1.0, 5)))
+    new = list(1.2e-3 * np.exp(rng.normal(0, 1.0, 5)))
+    ratio, test, verdict = judge(old, new, threshold=0.05, alpha=0.01)
+    assert test.method == "exact"
+    assert test.p_value >= 0.01 and verdict == "unchanged"
+    # the same shift with quiet rounds IS caught with 5 vs 5 at alpha 0.01 (complete separation)
+    quiet_old = [1e-3 * (1 + 0.001 * i) for i in range(5)]
+    assert judge(quiet_old, [1.2 * t for t in quiet_old], threshold=0.05, alpha=0.01)[2] == "regression"
+
+
+# ----------------------------------------------------------------------------- whole runs and CLI
+
+
+def _run_pair(tmp_path, *, slowdown=None, old_rounds=20, new_rounds=20, noise=0.01):
+    old = synthetic_run(sizes=(4096, 65536), rounds=old_rounds, noise=noise, seed=1)
+    new = synthetic_run(sizes=(4096, 65536), rounds=new_rounds, noise=noise, seed=2, slowdown=slowdown)
+    return write_run(tmp_path / "old.json", old), write_run(tmp_path / "new.json", new)
+
+
+def test_compare_runs_flags_only_the_slowed_api(tmp_path) -> None:
+    old = synthetic_run(sizes=(4096, 65536), rounds=20, noise=0.01, seed=1)
+    new = synthetic_run(sizes=(4096, 65536), rounds=20, noise=0.01, seed=2, slowdown={"torch:F.dropout": 1.3})
+    results = compare_runs(old, new, threshold=0.05, alpha=0.01)
+    flagged = {(r.key[0], r.key[1], r.key[4]) for r in results if r.verdict != "unchanged"}
+    assert flagged == {("torch:F.dropout", d, n) for d in ("forward", "forward_backward") for n in (4096, 65536)}
+    assert all(r.verdict == "regression" for r in results if r.key[0] == "torch:F.dropout")
+    assert exit_code(results) == 1
+    # the tf.function row is a separate benchmark from the eager one
+    assert sum(1 for r in results if r.key[0] == "tensorflow:tf.nn.dropout") == 8
+
+
+def test_missing_benchmarks_and_absent_rounds_are_reported_not_crashes() -> None:
+    a = benchmark("torch:F.dropout", "forward", 4096, 1e-5, worker="torch", rounds=10)
+    b = benchmark("torch:F.dropout", "forward", 65536, 1e-4, worker="torch", rounds=10)
+    c = benchmark("numpy:reference", "forward", 4096, 1e-5, worker="numpy", rounds=10)
+    a_nodata = benchmark("torch:F.dropout", "forward", 4096, 1e-5, worker="torch", rounds=10, data=False)
+    results = compare_runs(bench_payload([a, b]), bench_payload([a_nodata, c]), threshold=0.05, alpha=0.01)
+    verdicts = {r.label: (r.verdict, r.detail) for r in results}
+    assert verdicts["torch:F.dropout forward cpu float32 n=4096"][0] == "no-data"
+    assert "stats.data" in verdicts["torch:F.dropout forward cpu float32 n=4096"][1]
+    assert verdicts["torch:F.dropout forward cpu float32 n=65536"][0] == "missing-in-new"
+    assert verdicts["numpy:reference forward cpu float32 n=4096"][0] == "missing-in-old"
+    assert exit_code(results) == 0
+
+
+def test_cli_exit_1_on_regression_and_0_when_unchanged(tmp_path) -> None:
+    old, new = _run_pair(tmp_path, slowdown={"torch:nn.Dropout": 1.25})
+    proc = dropbench("compare", str(old), str(new))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("torch:nn.Dropout")]
+    assert len(lines) == 4 and all(l.rstrip().endswith("regression") for l in lines)
+    assert "4 regression" in proc.stdout
+    same = dropbench("compare", str(old), str(old))
+    assert same.returncode == 0 and "regression" not in same.stdout.split("compare:")[1].split("\n")[0]
+    better = dropbench("compare", str(new), str(old))
+    assert better.returncode == 0 and "4 improvement" in better.stdout
+
+
+def test_cli_threshold_can_hide_a_real_shift(tmp_path) -> None:
+    old, new = _run_pair(tmp_path, slowdown={"torch:nn.Dropout": 1.25})
+    assert dropbench("compare", str(old), str(new), "--threshold", "0.5").returncode == 0
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--threshold", "-1"], "-1"),
+    (["--alpha", "0"], "0"),
+    (["--alpha", "1.5"], "1.5"),
+    (["--threshold", "abc"], "abc"),
+])
+def test_cli_misuse_exits_2(tmp_path, args, named) -> None:
+    old, new = _run_pair(tmp_path)
+    proc = dropbench("compare", str(old), str(new), *args)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0]
+
+
+BROKEN_BENCH = ('{"schema": 1, "kind": "bench", "machine_id": "m", "benchmarks": '
+                '[{"stats": {"median": 1.0}, "extra_info": {"direction": "forward"}}]}')
+
+
+@pytest.mark.parametrize("content", ['{"schema": 1, "kind": "verify"}', '{"schema": 1, "kind": "bench", "benc',
+                                     '{"hello": 1}', '{"schema": 99, "kind": "bench"}', None, BROKEN_BENCH])
+def test_cli_bad_files_exit_2_naming_the_file(tmp_path, content) -> None:
+    good, _ = _run_pair(tmp_path)
+    bad = tmp_path / "bad.json"
+    if content is not None:
+        bad.write_text(content)
+    proc = dropbench("compare", str(good), str(bad))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(bad) in lines[0]
