@@ -14,7 +14,12 @@ from suite.loader import UsageError
 # one line per subcommand module (see suite/commands/__init__.py)
 COMMAND_MODULES = (
     "suite.commands.verify",
+    "suite.commands.probe",
+    "suite.commands.bench",
     "suite.commands.env",
+    "suite.commands.report",
+    "suite.commands.compare",
+    "suite.commands.experiment",
 )
 
 
@@ -50,6 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dropbench: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `dropbench ... | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

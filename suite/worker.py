@@ -22,7 +22,9 @@ from suite.jsonio import ResultFileError, atomic_write_json, read_result
 
 TASKS = {
     "verify": "suite.verify:worker_task",
+    "probe": "suite.probe_run:worker_task",
     "env": "suite.commands.env:worker_task",
+    "experiment-train": "suite.experiments.train:worker_task",
 }
 DEFAULT_TIMEOUT_S = 600.0
 

@@ -1,0 +1,465 @@
+"""`dropbench bench` orchestration: one pytest-benchmark worker process per backend, merged into one JSON.
+
+Each backend runs ``pytest tests/benchmarks/test_bench_dropout.py --benchmark-json=PART`` in a
+fresh interpreter with its thread pools pinned (environment + framework APIs), so one
+framework's crash, hang or thread pool never touches another's numbers. Every worker also
+times the baselines (suite/baselines.py) in its own process: a row's baselines are the
+``baseline:*`` rows with the same ``extra_info.worker``, numel, dtype and device.
+
+Python API (used by ``dropbench run``): :class:`BenchOptions` (validated up front, UsageError
+on bad input), :func:`run_bench` (returns the merged payload, writes it when asked) and
+:func:`exit_code`. Frameworks are imported only in :func:`pin_threads`, inside the worker.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from suite import __version__
+from suite.jsonio import atomic_write_json
+from suite.loader import BackendRef, UsageError, resolve
+from suite.timing import (BASELINE_BACKEND, DEFAULT_RATE, DEFAULT_SIZES, DEFAULT_THREADS, ENV_PLAN, ITEMSIZE,
+                          QUICK_SIZES, Plan, available_memory_bytes, peak_bytes, size_label)
+from suite.worker import describe_exit, worker_env
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BENCH_FILE = REPO_ROOT / "tests" / "benchmarks" / "test_bench_dropout.py"
+DEVICES = ("cpu", "cuda")
+TIMING = {
+    # --quick: enough rounds for a median and an IQR, bounded so that every backend together
+    # stays within about a minute and a half on two cores (see the report for measurements).
+    # min_time: a round lasts at least this long (iterations are added to reach it), which caps
+    # the number of rounds of tiny cases (max_time / min_time) and so the size of stats.data.
+    "quick": {"min_rounds": 7, "max_time": 0.1, "min_time": 0.0002, "warmup": "off"},
+    "full": {"min_rounds": 10, "max_time": 0.5, "min_time": 0.0005, "warmup": "off"},
+}
+DEFAULT_TIMEOUT_S = {"quick": 600.0, "full": 1800.0}
+THREAD_ENV_VARS = (
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "MXNET_CPU_WORKER_NTHREADS",
+)
+_SKIP_TAG = re.compile(r"^\[(?P<kind>[a-z-]+)\]\s*(?P<reason>.*)$", re.S)
+
+Progress = Callable[[str], None]
+
+
+# -- options ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BenchOptions:
+    """Everything `dropbench bench` takes; :meth:`validated` fills defaults or raises UsageError."""
+
+    backends: tuple[str, ...] = ()  # names or module:attr; empty: every known backend
+    apis: tuple[str, ...] = ()  # full API ids; empty: every API
+    device: str = "cpu"  # "cpu" | "cuda" | "cuda:N"
+    sizes: tuple[int, ...] = ()  # empty: DEFAULT_SIZES, or QUICK_SIZES with quick
+    dtypes: tuple[str, ...] = ("float32",)
+    threads: int = DEFAULT_THREADS
+    quick: bool = False
+    json_path: str | None = None
+    timeout: float | None = None  # per worker, seconds; None: DEFAULT_TIMEOUT_S
+    rate: float = DEFAULT_RATE
+    require_device: bool = False
+
+    @property
+    def profile(self) -> str:
+        return "quick" if self.quick else "full"
+
+    def validated(self) -> "BenchOptions":
+        """Defaults filled in, every value checked before any worker starts (UsageError names the value)."""
+        from suite.options import validate_apis  # noqa: PLC0415
+
+        if self.device not in DEVICES and not re.fullmatch(r"cuda:\d+", self.device):
+            raise UsageError(f"unknown device {self.device!r}; choose cpu or cuda")
+        dtypes = tuple(dict.fromkeys(self.dtypes)) or ("float32",)
+        for dtype in dtypes:
+            if dtype not in ITEMSIZE:
+                raise UsageError(f"unknown dtype {dtype!r}; choose from {', '.join(ITEMSIZE)}")
+        sizes = tuple(dict.fromkeys(self.sizes)) or (QUICK_SIZES if self.quick else DEFAULT_SIZES)
+        for n in sizes:
+            if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+                raise UsageError(f"size must be a positive number of elements, got {n!r}")
+        check_memory(max(sizes), max(dtypes, key=ITEMSIZE.__getitem__))
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or not 1 <= self.threads <= 4096:
+            raise UsageError(f"threads must be an integer >= 1, got {self.threads!r}")
+        if not (isinstance(self.rate, (int, float)) and 0.0 <= self.rate <= 1.0):
+            raise UsageError(f"rate must be in [0, 1], got {self.rate!r}")
+        timeout = DEFAULT_TIMEOUT_S[self.profile] if self.timeout is None else self.timeout
+        if not (isinstance(timeout, (int, float)) and 0 < timeout < math.inf):
+            raise UsageError(f"timeout must be a positive number of seconds, got {self.timeout!r}")
+        refs = resolve(list(self.backends))
+        validate_apis(refs, list(self.apis))
+        return replace(self, sizes=sizes, dtypes=dtypes, timeout=float(timeout))
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["sizes_label"] = [size_label(n) for n in self.sizes]
+        return out
+
+
+def check_memory(numel: int, dtype: str) -> None:
+    """UsageError with the estimate when one case of ``numel`` elements cannot fit in memory."""
+    need, have = peak_bytes(numel, dtype), available_memory_bytes()
+    if have and need > have:
+        raise UsageError(f"size {size_label(numel)} ({numel} elements) needs about {need / 2**30:.1f} GiB "
+                         f"({need // (numel * ITEMSIZE[dtype])} arrays of {dtype}) but about "
+                         f"{have / 2**30:.1f} GiB of memory is available")
+
+
+# -- thread pinning -----------------------------------------------------------------------------
+def thread_env(threads: int) -> dict[str, str]:
+    """Environment that pins BLAS/OpenMP, TensorFlow and MXNet pools; must be set before import."""
+    return {name: str(threads) for name in THREAD_ENV_VARS}
+
+
+def _pin_torch(threads: int) -> dict[str, Any]:
+    import torch  # noqa: PLC0415 - inside the torch worker only
+
+    out: dict[str, Any] = {}
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(threads)
+    except RuntimeError as exc:  # parallel work already started in this process
+        out["interop_error"] = str(exc).splitlines()[0]
+    out.update({"torch.get_num_threads": torch.get_num_threads(),
+                "torch.get_num_interop_threads": torch.get_num_interop_threads()})
+    return out
+
+
+def _pin_tensorflow(threads: int) -> dict[str, Any]:
+    from backends.tensorflow_backend import TensorflowBackend  # noqa: PLC0415 - same quiet import as the adapter
+
+    tf = TensorflowBackend().framework()
+    out: dict[str, Any] = {}
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError as exc:  # the runtime was initialised before us
+        out["error"] = str(exc).splitlines()[0]
+    out.update({"tf.intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+                "tf.inter_op": tf.config.threading.get_inter_op_parallelism_threads()})
+    return out
+
+
+def _pin_env_only(threads: int) -> dict[str, Any]:
+    """MXNet reads MXNET_CPU_WORKER_NTHREADS / OMP_NUM_THREADS at import; NumPy has no pool of its own."""
+    return {}
+
+
+PINNERS: dict[str, Callable[[int], dict[str, Any]]] = {
+    "torch": _pin_torch, "tensorflow": _pin_tensorflow, "mxnet": _pin_env_only, "numpy": _pin_env_only,
+}
+
+
+def pin_threads(backend: str, threads: int) -> dict[str, Any]:
+    """Worker side: pin ``backend``'s own pools to ``threads``; returns what the framework reports back."""
+    record: dict[str, Any] = {"requested": threads,
+                              "env": {name: os.environ.get(name) for name in THREAD_ENV_VARS}}
+    pinner = PINNERS.get(backend)
+    if pinner is None:
+        record["note"] = f"no framework API known for {backend!r}: pinned through the environment only"
+        return record
+    try:
+        record.update(pinner(threads))
+    except Exception as exc:  # a missing framework is reported by the backend itself
+        record["error"] = f"{type(exc).__name__}: {exc}"
+    return record
+
+
+# -- one worker ---------------------------------------------------------------------------------
+@dataclass
+class WorkerRun:
+    """What came back from one backend's worker, whatever happened to it."""
+
+    name: str  # the backend's own name once its worker loaded it, else what was asked for
+    ref: str  # what was asked for (--backend): a built-in name or module:attr
+    status: str = "ok"  # ok | unavailable | crash | timeout | skipped
+    reason: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    threads: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    pytest_json: dict[str, Any] | None = None
+    benchmarks: list[dict[str, Any]] = field(default_factory=list)
+    cases: list[dict[str, Any]] = field(default_factory=list)  # skipped / failed / interrupted cases
+    reported: bool = False  # the worker's conftest wrote its backend event (it got as far as loading)
+
+    def backend_entry(self) -> dict[str, Any]:
+        own = [b for b in self.benchmarks if b["extra_info"].get("backend") != BASELINE_BACKEND]
+        return {"backend": self.name, "ref": self.ref, "status": self.status, "reason": self.reason, "versions": self.versions,
+                "threads": self.threads, "seconds": round(self.seconds, 2), "benchmarks": len(own),
+                "baselines": len(self.benchmarks) - len(own),
+                "skipped": sum(c["status"] == "skipped" for c in self.cases),
+                "errors": sum(c["status"] != "skipped" for c in self.cases)}
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    events = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut short by a crash
+    return events
+
+
+def _tail(path: Path, lines: int = 8) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    kept = [line for line in text.strip().splitlines() if line.strip()][-lines:]
+    return " | ".join(kept)[-1000:]
+
+
+def pytest_command(part_json: Path, profile: str) -> list[str]:
+    """The worker's pytest command line; --benchmark-enable overrides the addopts --benchmark-disable."""
+    timing = TIMING[profile]
+    return [sys.executable, "-m", "pytest", str(BENCH_FILE), "-q", "-p", "no:cacheprovider",
+            "--rootdir", str(REPO_ROOT), "--benchmark-enable", "--benchmark-only", "--benchmark-sort=name",
+            f"--benchmark-json={part_json}", f"--benchmark-min-rounds={timing['min_rounds']}",
+            f"--benchmark-max-time={timing['max_time']}", f"--benchmark-min-time={timing['min_time']}",
+            f"--benchmark-warmup={timing['warmup']}"]
+
+
+def run_worker(ref: BackendRef, options: BenchOptions, parts: Path, progress: Progress | None = None) -> WorkerRun:
+    """Run one backend's benchmarks in a fresh pytest process; never raises for the child's faults."""
+    stem = _safe(ref.name)  # "pkg.mod:Attr" -> "pkg.mod_Attr": never with_suffix (it would eat ".mod_Attr")
+    part_json, outcomes, log = (parts / f"{stem}.pytest.json", parts / f"{stem}.outcomes.jsonl", parts / f"{stem}.log")
+    for path in (part_json, outcomes):
+        path.unlink(missing_ok=True)
+    read_fd, write_fd = os.pipe()
+    plan = Plan(backends=((ref.name, ref.ref),), sizes=options.sizes, dtypes=options.dtypes,
+                devices=(options.device,), apis=tuple(options.apis), rate=options.rate, threads=options.threads,
+                worker=ref.name, outcomes=str(outcomes), progress_fd=write_fd)
+    extra = {**thread_env(options.threads), ENV_PLAN: plan.to_env(), "PYTHONUNBUFFERED": "1"}
+    if options.device != "cpu":
+        # GPU baselines use torch/cupy inside every worker: TensorFlow must not grab all GPU memory first.
+        extra["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"
+    env = worker_env(extra)
+    last_case: list[str] = []
+
+    def follow() -> None:
+        with os.fdopen(read_fd, "r", encoding="utf-8", errors="replace") as pipe:
+            for line in pipe:
+                last_case[:] = [line.strip()]
+                if progress:
+                    progress(f"{ref.name}: running {line.strip()}")
+
+    started = time.monotonic()
+    try:
+        with open(log, "w", encoding="utf-8") as log_handle:
+            proc = subprocess.Popen(pytest_command(part_json, options.profile), stdout=log_handle,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=REPO_ROOT,
+                                    pass_fds=(write_fd,), start_new_session=True)
+    finally:
+        os.close(write_fd)
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    timed_out = False
+    try:
+        code = proc.wait(timeout=options.timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _kill_group(proc)
+        code = proc.wait()
+    except BaseException:  # Ctrl-C: the worker leads its own session and would not see it
+        _kill_group(proc)
+        proc.wait()
+        raise
+    reader.join(timeout=5)
+    run = WorkerRun(ref.name, ref.name, seconds=time.monotonic() - started)
+    _collect(run, part_json, outcomes)
+    during = f" during {last_case[0]}" if last_case else ""
+    if timed_out:
+        run.status, run.reason = "timeout", f"no result after {options.timeout:g} s{during}; log {log}: {_tail(log)}"
+        _mark_interrupted(run, last_case, "timeout")
+    elif code not in (0, 1, 5) or not run.reported:
+        run.status, run.reason = "crash", f"worker {describe_exit(code)}{during}; log {log}: {_tail(log)}"
+        _mark_interrupted(run, last_case, "crash")
+    else:
+        _settle_status(run, code)
+    return run
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """The worker and anything it started (it leads its own session); only ours, by id."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+
+
+def _collect(run: WorkerRun, part_json: Path, outcomes: Path) -> None:
+    """Benchmarks from pytest-benchmark's JSON, else salvaged from the per-case outcome log."""
+    events = _read_jsonl(outcomes)
+    salvaged: dict[str, dict[str, Any]] = {}
+    for event in events:
+        if event.get("event") == "backend":
+            run.reported = True
+            run.name = str(event.get("name") or run.name)
+            run.versions = event.get("versions") or {}
+            run.threads = event.get("threads") or {}
+            if not event.get("available", True):
+                run.status, run.reason = "unavailable", event.get("reason")
+        elif event.get("event") == "stats":
+            salvaged[event["benchmark"]["fullname"]] = event["benchmark"]
+        elif event.get("event") == "case" and event.get("outcome") != "passed":
+            run.cases.append(_case_entry(event))
+    if part_json.exists():
+        try:
+            run.pytest_json = json.loads(part_json.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            run.pytest_json = None
+    if run.pytest_json is not None:
+        run.benchmarks = list(run.pytest_json.get("benchmarks", []))
+    else:
+        run.benchmarks = [dict(b, extra_info={**b["extra_info"], "salvaged": True}) for b in salvaged.values()]
+
+
+def _case_entry(event: dict[str, Any]) -> dict[str, Any]:
+    """One case that was not timed, with the reason; skip reasons carry a "[kind]" tag."""
+    reason = str(event.get("reason") or "")
+    match = _SKIP_TAG.match(reason)
+    kind = match.group("kind") if match else ("error" if event.get("outcome") == "failed" else "skipped")
+    status = "skipped" if event.get("outcome") == "skipped" else "error"
+    return {**(event.get("case") or {}), "id": event.get("id"), "status": status, "kind": kind,
+            "reason": match.group("reason") if match else reason}
+
+
+def _mark_interrupted(run: WorkerRun, last_case: list[str], status: str) -> None:
+    """The case that was running when the worker died is recorded, not dropped."""
+    done = {c.get("id") for c in run.cases} | {b.get("param") for b in run.benchmarks}
+    if last_case and last_case[0] not in done:
+        run.cases.append({"id": last_case[0], "status": status, "kind": status, "reason": run.reason})
+
+
+def _settle_status(run: WorkerRun, code: int) -> None:
+    """ok, unless the backend is unavailable or none of its own cases could be timed (then skipped)."""
+    if run.status == "unavailable":
+        return
+    own = [b for b in run.benchmarks if b["extra_info"].get("backend") != BASELINE_BACKEND]
+    errors = [c for c in run.cases if c["status"] != "skipped"]
+    skipped = [c for c in run.cases if c["status"] == "skipped" and c.get("backend") != BASELINE_BACKEND]
+    if not own and not errors:
+        run.status = "skipped"
+        reasons = Counter(c["reason"] for c in skipped)
+        run.reason = reasons.most_common(1)[0][0] if reasons else "no case selected for this backend"
+        if len(reasons) > 1:
+            run.reason += f" (and {len(reasons) - 1} other reason(s))"
+    elif errors:
+        run.reason = f"{len(errors)} case(s) failed; first: {errors[0]['id']}: {errors[0]['reason']}"
+    if code == 1 and not errors:
+        run.reason = (run.reason or "") + " pytest reported a failure outside the cases; see the worker log"
+
+
+# -- the whole run -------------------------------------------------------------------------------
+def _machine_and_commit(runs: Iterable[WorkerRun]) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """From the first worker that wrote them; generated here when every worker failed."""
+    for run in runs:
+        if run.pytest_json and run.pytest_json.get("machine_info"):
+            pj = run.pytest_json
+            return pj["machine_info"], pj.get("commit_info", {}), str(pj.get("version", ""))
+    from pytest_benchmark import __version__ as pb_version  # noqa: PLC0415 - not a framework
+    from pytest_benchmark.plugin import pytest_benchmark_generate_machine_info  # noqa: PLC0415
+    from pytest_benchmark.utils import get_commit_info  # noqa: PLC0415
+
+    return pytest_benchmark_generate_machine_info(), get_commit_info(), pb_version
+
+
+def merge(options: BenchOptions, runs: list[WorkerRun], started: _dt.datetime, complete: bool) -> dict[str, Any]:
+    """One pytest-benchmark-format payload (plus our schema/kind/run/backends) from every worker."""
+    from suite.machine import machine_facts, machine_id  # noqa: PLC0415
+
+    facts = machine_facts()
+    machine_info, commit_info, pb_version = _machine_and_commit(runs)
+    now = _dt.datetime.now(_dt.timezone.utc)
+    run_info = {**options.to_json(), "threads_default": DEFAULT_THREADS, "timing": TIMING[options.profile],
+                "dropbench": __version__, "started": started.isoformat(timespec="seconds"),
+                "finished": now.isoformat(timespec="seconds") if complete else None,
+                "seconds": round((now - started).total_seconds(), 2), "complete": complete,
+                "baselines": "rows with backend 'baseline' and the same extra_info.worker, numel, dtype, device"}
+    skipped = [dict(case, worker=run.name) for run in runs for case in run.cases]
+    return {
+        "schema": 1, "kind": "bench", "machine_id": machine_id(facts), "machine_facts": facts,
+        "machine_info": machine_info, "commit_info": commit_info, "datetime": now.isoformat(),
+        "version": pb_version, "run": run_info, "backends": [run.backend_entry() for run in runs],
+        "benchmarks": [b for run in runs for b in run.benchmarks], "skipped": skipped,
+    }
+
+
+def run_bench(options: BenchOptions, progress: Progress | None = None, parts_dir: str | Path | None = None) -> dict[str, Any]:
+    """Benchmark every selected backend, one worker each; returns (and writes, with json_path) the merged payload.
+
+    The merged file is rewritten after every backend, so an interrupted run keeps what it
+    measured. Each worker's raw pytest-benchmark JSON, outcome log and output go to
+    ``parts_dir``; by default to ``<json>.parts`` next to json_path, removed again unless a
+    worker crashed, timed out or had a failing case (then it holds the evidence).
+    """
+    import shutil  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
+    options = options.validated()
+    refs = resolve(list(options.backends))
+    if not BENCH_FILE.exists():
+        raise UsageError(f"benchmark module {BENCH_FILE} not found: run dropbench from a source checkout")
+    started = _dt.datetime.now(_dt.timezone.utc)
+    runs: list[WorkerRun] = []
+    with tempfile.TemporaryDirectory(prefix="dropbench-bench-") as tmp:
+        parts = Path(parts_dir) if parts_dir else (Path(f"{options.json_path}.parts") if options.json_path else Path(tmp))
+        parts.mkdir(parents=True, exist_ok=True)
+        for index, ref in enumerate(refs, 1):
+            if progress:
+                progress(f"{ref.name}: starting worker ({index}/{len(refs)})")
+            run = run_worker(ref, options, parts, progress)
+            runs.append(run)
+            if progress:
+                entry = run.backend_entry()
+                progress(f"{ref.name}: {run.status} - {entry['benchmarks']} benchmarks, {entry['baselines']} baselines, "
+                         f"{entry['skipped']} skipped, {entry['errors']} errors in {run.seconds:.1f} s"
+                         + (f" ({run.reason})" if run.reason else ""))
+            payload = merge(options, runs, started, complete=index == len(refs))
+            if options.json_path:
+                atomic_write_json(options.json_path, payload)
+        troubled = any(r.status in ("crash", "timeout") or r.backend_entry()["errors"] for r in runs)
+        if not parts_dir and options.json_path and not troubled:
+            shutil.rmtree(parts, ignore_errors=True)  # kept only when a worker needs looking into
+    return payload
+
+
+def device_was_seen(payload: dict[str, Any]) -> bool:
+    """Whether anything (a backend or a baseline) was timed on the requested device."""
+    wanted = payload["run"]["device"]
+    wanted = "cuda:0" if wanted == "cuda" else wanted
+    return any(b["extra_info"].get("device") == wanted for b in payload["benchmarks"])
+
+
+def exit_code(payload: dict[str, Any]) -> int:
+    """0: every worker ran and no case failed; 1: a crash, timeout or failed case, a backend named
+    with --backend that could not run, or --require-device without the device."""
+    run = payload["run"]
+    named = set(run["backends"])
+    for entry in payload["backends"]:
+        if entry["status"] in ("crash", "timeout") or entry["errors"]:
+            return 1
+        if entry["status"] == "unavailable" and (entry["ref"] in named or entry["backend"] in named):
+            return 1
+    if run["require_device"] and not device_was_seen(payload):
+        return 1
+    return 0

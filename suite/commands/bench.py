@@ -1,0 +1,170 @@
+"""`dropbench bench`: time every API of every backend (one pytest-benchmark worker each) plus baselines."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from suite import table
+from suite.options import add_backend_options, writable_path
+
+NAME = "bench"
+HELP = "time forward and forward+backward of every API against copy and RNG baselines (pytest-benchmark)"
+
+
+def _sizes(text: str) -> list[int]:
+    from suite.timing import parse_size  # noqa: PLC0415
+
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            value = parse_size(part)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"size must be a positive number of elements, got {part!r}")
+        out.append(value)
+    if not out:
+        raise argparse.ArgumentTypeError(f"no size in {text!r}")
+    return out
+
+
+def _dtypes(text: str) -> list[str]:
+    from suite.timing import ITEMSIZE  # noqa: PLC0415
+
+    out = [p.strip() for p in text.split(",") if p.strip()]
+    for dtype in out or [text]:
+        if dtype not in ITEMSIZE:
+            raise argparse.ArgumentTypeError(f"unknown dtype {dtype!r}; choose from {', '.join(ITEMSIZE)}")
+    return out
+
+
+def _threads(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
+    return value
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text!r}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from suite.timing import DEFAULT_RATE, DEFAULT_SIZES, DEFAULT_THREADS, QUICK_SIZES, size_label  # noqa: PLC0415
+
+    add_backend_options(parser)
+    parser.set_defaults(timeout=None)  # BenchOptions: 600 s per worker with --quick, 1800 s without
+    parser.add_argument("--device", default="cpu", type=_device, metavar="cpu|cuda",
+                        help="where to time (cuda without a GPU: every case skipped with the reason)")
+    parser.add_argument("--sizes", nargs="+", type=_sizes, metavar="N",
+                        help="element counts, e.g. 2^16 65536 or 2^12,2^20 (default "
+                             f"{' '.join(size_label(n) for n in DEFAULT_SIZES)}; --quick "
+                             f"{' '.join(size_label(n) for n in QUICK_SIZES)})")
+    parser.add_argument("--dtype", nargs="+", type=_dtypes, metavar="DTYPE", help="dtypes (default float32)")
+    parser.add_argument("--threads", type=_threads, default=DEFAULT_THREADS, metavar="N",
+                        help=f"CPU threads every framework is pinned to (default {DEFAULT_THREADS}, the same for all)")
+    parser.add_argument("--rate", type=_rate, default=DEFAULT_RATE, metavar="P", help="dropout rate (default 0.5)")
+    parser.add_argument("--quick", action="store_true", help="two sizes (2^16, 2^22), few rounds: about 30-50 s for every backend on 2 cores")
+    parser.add_argument("--json", type=writable_path, metavar="PATH",
+                        help="merged result file (default results/<machine-id>/bench-<time>.json)")
+    parser.add_argument("--require-device", action="store_true",
+                        help="exit 1 when nothing could be timed on --device (default: skip with the reason)")
+
+
+def _device(text: str) -> str:
+    import re  # noqa: PLC0415
+
+    if text in ("cpu", "cuda") or re.fullmatch(r"cuda:\d+", text):
+        return text
+    raise argparse.ArgumentTypeError(f"unknown device {text!r}; choose cpu or cuda")
+
+
+def options_from_args(args: argparse.Namespace) -> Any:
+    """BenchOptions from parsed arguments, validated (UsageError names the bad value)."""
+    from suite.bench_run import BenchOptions  # noqa: PLC0415
+
+    sizes = tuple(n for group in (args.sizes or []) for n in group)
+    dtypes = tuple(d for group in (args.dtype or [["float32"]]) for d in group)
+    options = BenchOptions(backends=tuple(args.backend), apis=tuple(args.api), device=args.device, sizes=sizes,
+                           dtypes=dtypes, threads=args.threads, quick=args.quick, timeout=args.timeout,
+                           rate=args.rate, require_device=args.require_device,
+                           json_path=str(args.json) if args.json else None)
+    return options.validated()
+
+
+def default_json_path() -> str:
+    import datetime as dt  # noqa: PLC0415
+
+    from suite.machine import machine_id  # noqa: PLC0415
+
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"results/{machine_id()}/bench-{stamp}.json"
+
+
+def summary_rows(payload: dict[str, Any]) -> list[list[Any]]:
+    """One row per timed API case: median time, GB/s and the ratios to the same worker's baselines."""
+    from suite.timing import size_label, throughput  # noqa: PLC0415
+
+    base: dict[tuple, float] = {}
+    for b in payload["benchmarks"]:
+        info = b["extra_info"]
+        if info["backend"] == "baseline":
+            base[(info["api"], info["worker"], info["numel"], info["dtype"], info["device"])] = b["stats"]["median"]
+    rows = []
+    for b in payload["benchmarks"]:
+        info = b["extra_info"]
+        if info["backend"] == "baseline":
+            continue
+        t = throughput(b["stats"], info)
+        key = (info["worker"], info["numel"], info["dtype"], info["device"])
+        ratios = [base.get((f"baseline:{name}", *key)) for name in ("copy", "rng32")]
+        rows.append([info["api"], info["mode"], info["direction"], size_label(info["numel"]), info["dtype"],
+                     info["device"], f"{t['seconds'] * 1e6:.1f}", f"{t['gb_per_s']:.2f}",
+                     f"{t['elements_per_s'] / 1e6:.0f}",
+                     *(f"{t['seconds'] / r:.1f}" if r else "-" for r in ratios)])
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    from suite.bench_run import exit_code, run_bench  # noqa: PLC0415
+
+    options = options_from_args(args)
+    if options.json_path is None:
+        from dataclasses import replace  # noqa: PLC0415
+
+        path = default_json_path()
+        writable_path(path)
+        options = replace(options, json_path=path)
+    live = sys.stderr.isatty()
+
+    def progress(message: str) -> None:
+        if " running " in message:
+            if live:
+                print(f"\r\033[K{message}"[:200], end="", file=sys.stderr, flush=True)
+            return
+        print(("\r\033[K" if live else "") + message, file=sys.stderr, flush=True)
+
+    payload = run_bench(options, progress)
+    rows = summary_rows(payload)
+    if rows:
+        print(table.render(["api", "mode", "direction", "size", "dtype", "device", "median µs", "GB/s", "Melem/s", "x copy",
+                            "x rng32"], rows))
+        print()
+    for entry in payload["backends"]:
+        line = f"{entry['backend']}: {entry['status']}, {entry['benchmarks']} timed, {entry['skipped']} skipped"
+        print(line + (f" — {entry['reason']}" if entry["reason"] else ""))
+    errors = [c for c in payload["skipped"] if c["status"] != "skipped"]
+    for case in errors:
+        print(f"{case['status']}: {case.get('id')}: {case['reason']}")
+    print(f"bench: {payload['run']['seconds']:.0f} s; threads pinned to {options.threads}; wrote {options.json_path}")
+    return exit_code(payload)

@@ -1,0 +1,323 @@
+"""What one benchmark is: the cases, their closures, their traffic model and their extra_info.
+
+The pytest-benchmark tests (tests/benchmarks/) and the orchestrator (suite/bench_run.py) both
+build on this module, so a case means the same thing in ``pytest --benchmark-only`` and in
+``dropbench bench``. Nothing here imports a framework: closures come from the adapters'
+``prepare()``, baselines from :mod:`suite.baselines`.
+
+Traffic model (bytes of *useful* traffic per step; the mask is not counted, since how it is
+stored is exactly what differs between frameworks):
+forward 2*numel*itemsize (read x, write y); forward_backward 4*numel*itemsize (x, y,
+grad_out, grad_x); baseline:copy 2*numel*itemsize; baseline:rng32 4*numel (one uint32 each).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+from backends.base import Unsupported, api_info
+
+DIRECTIONS = ("forward", "forward_backward")
+ITEMSIZE = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8}
+DEFAULT_SIZES = tuple(2**k for k in range(12, 25, 2))  # 16 KiB (L1/L2) ... 64 MiB (DRAM) of float32
+QUICK_SIZES = (2**16, 2**22)  # one cache-resident, one memory-bound size
+SMOKE_SIZES = (2**12,)  # plain `pytest`: every case once, at the smallest size
+DEFAULT_RATE = 0.5
+DEFAULT_THREADS = 1
+"""Why 1: the NumPy APIs are single-threaded, so one thread is the only count at which every
+backend competes on equal terms; it also removes scheduler noise on shared machines. Use
+``--threads N`` for scaling; the count is recorded with every row either way."""
+COMPILED_MODES = {"tensorflow": "tf.function", "mxnet": "hybridized"}
+"""Backends whose prepare(compiled=True) is timed too, and what their graph mode is called.
+torch.compile is not benchmarked (the torch adapter refuses it)."""
+BASELINE_BACKEND = "baseline"
+PEAK_ARRAYS = 8
+"""Arrays of numel elements a forward_backward step may hold at once (x, grad_out, y, grad_x,
+mask, temporaries): the memory estimate that rejects absurd sizes up front."""
+ROW_WIDTH = 1024
+CHANNEL_BLOCKS = {3: (64, 64), 4: (16, 16, 16)}  # per-sample (C, L) and (C, H, W) of channel-dropout layouts
+ENV_PLAN = "DROPBENCH_BENCH_PLAN"
+
+
+class CaseSkip(Exception):
+    """This case cannot be timed here; ``kind`` says why in one word, the message in words.
+
+    kinds: unavailable (framework missing), no-device (device not visible), unsupported (API
+    cannot express the case), no-closure (backend has no prepare()).
+    """
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+
+
+# -- sizes ----------------------------------------------------------------------------------
+_POWER = re.compile(r"^\s*(\d+)\s*(?:\^|\*\*)\s*(\d+)\s*$")
+
+
+def parse_size(text: str) -> int:
+    """"2^16", "2**16" or "65536" -> 65536; ValueError naming the text otherwise."""
+    match = _POWER.match(text)
+    try:
+        value = int(match.group(1)) ** int(match.group(2)) if match else int(text.strip().replace("_", ""))
+    except ValueError:
+        raise ValueError(f"not a size: {text!r} (give an integer or a power like 2^16)") from None
+    return value
+
+
+def size_label(numel: int) -> str:
+    """2^k for powers of two, else the integer: the form used in ids and tables."""
+    return f"2^{numel.bit_length() - 1}" if numel > 0 and numel & (numel - 1) == 0 else str(numel)
+
+
+def peak_bytes(numel: int, dtype: str) -> int:
+    return PEAK_ARRAYS * numel * ITEMSIZE[dtype]
+
+
+def available_memory_bytes() -> int:
+    """MemAvailable from /proc/meminfo, else total physical memory; 0 if neither is known."""
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+# -- traffic --------------------------------------------------------------------------------
+def useful_bytes(api: str, direction: str, numel: int, dtype: str) -> int:
+    """Bytes a step must move at least (see the module docstring); ``api`` is a full id."""
+    if api == f"{BASELINE_BACKEND}:rng32":
+        return 4 * numel
+    if api == f"{BASELINE_BACKEND}:copy":
+        return 2 * numel * ITEMSIZE[dtype]
+    return (2 if direction == "forward" else 4) * numel * ITEMSIZE[dtype]
+
+
+def throughput(stats: Mapping[str, Any], extra: Mapping[str, Any], statistic: str = "median") -> dict[str, float]:
+    """GB/s of useful traffic and elements/s from one benchmark's stats (median by default)."""
+    seconds = float(stats[statistic])
+    if seconds <= 0:
+        return {"seconds": seconds, "gb_per_s": math.inf, "elements_per_s": math.inf}
+    return {"seconds": seconds, "gb_per_s": extra["bytes"] / seconds / 1e9, "elements_per_s": extra["numel"] / seconds}
+
+
+# -- the plan: which cases one process times ------------------------------------------------
+@dataclass(frozen=True)
+class Plan:
+    """What one pytest process benchmarks; handed to a worker as JSON in ``DROPBENCH_BENCH_PLAN``.
+
+    ``backends``: (name, module:attr) pairs; ``apis``: full ids to keep (empty = all);
+    ``worker``: the backend whose process this is ("pytest" when run by hand);
+    ``threads``: pinned count, None when the process was not pinned.
+    """
+
+    backends: tuple[tuple[str, str], ...]
+    sizes: tuple[int, ...] = DEFAULT_SIZES
+    dtypes: tuple[str, ...] = ("float32",)
+    devices: tuple[str, ...] = ("cpu",)
+    apis: tuple[str, ...] = ()
+    rate: float = DEFAULT_RATE
+    threads: int | None = None
+    worker: str = "pytest"
+    baselines: bool = True
+    outcomes: str | None = None  # JSON-lines file for per-case outcomes (dropbench bench sets it)
+    progress_fd: int | None = None  # pipe for live progress lines (dropbench bench sets it)
+
+    def to_env(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_env(cls, text: str) -> "Plan":
+        raw = json.loads(text)
+        raw["backends"] = tuple(tuple(pair) for pair in raw["backends"])
+        for key in ("sizes", "dtypes", "devices", "apis"):
+            raw[key] = tuple(raw[key])
+        return cls(**raw)
+
+
+def default_plan(smoke: bool) -> Plan:
+    """A hand-run ``pytest``: every built-in backend on CPU and CUDA (skipped with a reason when absent)."""
+    from backends import BUILTIN  # noqa: PLC0415 - adapter registry, imports no framework
+
+    return Plan(backends=tuple(BUILTIN.items()), sizes=SMOKE_SIZES if smoke else DEFAULT_SIZES,
+                devices=("cpu", "cuda"))
+
+
+def device_id(device: str) -> str:
+    """"cuda" -> "cuda:0"; "cpu" and "cuda:N" unchanged."""
+    return "cuda:0" if device == "cuda" else device
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmark of one API: backend x api x direction x size x dtype x device x mode."""
+
+    backend: str
+    ref: str
+    api: str  # short name as the adapter knows it
+    direction: str
+    numel: int
+    dtype: str
+    device: str  # "cpu" | "cuda:N"
+    mode: str = "eager"  # "eager" | "tf.function" | "hybridized" | ...
+
+    @property
+    def api_id(self) -> str:
+        return f"{self.backend}:{self.api}"
+
+    @property
+    def compiled(self) -> bool:
+        return self.mode != "eager"
+
+    @property
+    def test_id(self) -> str:
+        return "-".join([self.api_id, self.direction, size_label(self.numel), self.dtype, self.device, self.mode])
+
+
+@dataclass(frozen=True)
+class BaselineCase:
+    api: str  # "copy" | "rng32"
+    numel: int
+    dtype: str  # the dtype of the rows it is a baseline for (rng32 always draws uint32)
+    device: str
+    worker: str
+
+    @property
+    def api_id(self) -> str:
+        return f"{BASELINE_BACKEND}:{self.api}"
+
+    @property
+    def test_id(self) -> str:
+        return "-".join([self.api_id, size_label(self.numel), self.dtype, self.device, f"in-{self.worker}"])
+
+
+def plan_cases(plan: Plan, api_lists: Mapping[str, Sequence[str]], names: Mapping[str, str] | None = None) -> list[Case]:
+    """Every case of the plan.
+
+    ``api_lists`` maps a backend's ref to its declared API names; ``names`` maps a ref to the
+    backend's own ``name`` where it is loaded (a plugin's ``module:attr`` becomes its name).
+    """
+    cases = []
+    for requested, ref in plan.backends:
+        name = (names or {}).get(ref, requested)
+        for api in api_lists.get(ref, ()):
+            if plan.apis and f"{name}:{api}" not in plan.apis and f"{requested}:{api}" not in plan.apis:
+                continue
+            modes = ["eager"] + ([COMPILED_MODES[name]] if name in COMPILED_MODES else [])
+            for device in plan.devices:
+                for dtype in plan.dtypes:
+                    for numel in plan.sizes:
+                        for direction in DIRECTIONS:
+                            for mode in modes:
+                                cases.append(Case(name, ref, api, direction, numel, dtype, device_id(device), mode))
+    return cases
+
+
+def plan_baselines(plan: Plan) -> list[BaselineCase]:
+    if not plan.baselines:
+        return []
+    return [BaselineCase(api, numel, dtype, device_id(device), plan.worker)
+            for device in plan.devices for dtype in plan.dtypes for numel in plan.sizes for api in ("copy", "rng32")]
+
+
+# -- building a case ------------------------------------------------------------------------
+def bench_shape(numel: int, layout: Any | None) -> tuple[int, ...]:
+    """The input shape of a case.
+
+    Element-wise APIs get a 2-d (rows, width) batch, width 1024 where it divides (what a dense
+    layer sees; the TF DropoutWrapper needs 2-d). Channel-dropout layouts (torch Dropout1d/2d)
+    get (N, 64, 64) / (N, 16, 16, 16): numel must be a multiple of 4096 for them.
+    """
+    if numel < 1:
+        raise ValueError(f"numel must be positive, got {numel}")
+    if layout is None:
+        width = math.gcd(numel, ROW_WIDTH)
+        return (numel // width, width)
+    block = CHANNEL_BLOCKS.get(layout.ndim)
+    per_sample = math.prod(block) if block else 0
+    if not block or numel % per_sample:
+        raise CaseSkip("unsupported", f"a {layout.ndim}-d channel layout needs numel to be a multiple of "
+                                      f"{per_sample or '?'}, got {numel}")
+    return (numel // per_sample, *block)
+
+
+def case_spec(backend: Any, case: Case, rate: float = DEFAULT_RATE) -> tuple[Any, tuple[int, ...]]:
+    """The DropoutSpec and shape of a case: training, unseeded (a timed loop continues one stream)."""
+    from suite.spec import DropoutSpec  # noqa: PLC0415
+
+    info = api_info(backend, case.api)
+    shape = bench_shape(case.numel, info.layout)
+    axes = info.layout.broadcast_axes if info.layout is not None else ()
+    return DropoutSpec(rate=rate, broadcast_axes=axes, dtype=case.dtype, device=case.device), shape
+
+
+def check_case(backend: Any, case: Case) -> None:
+    """Raise CaseSkip when the backend cannot run this case here (checked before any allocation)."""
+    info = api_info(backend, case.api)
+    if case.dtype not in info.dtypes:
+        raise CaseSkip("unsupported", f"{case.api_id} does not declare dtype {case.dtype} "
+                                      f"(declares {', '.join(info.dtypes)})")
+    if case.device != "cpu":
+        devices = list(backend.devices())
+        if case.device not in devices:
+            raise CaseSkip("no-device", f"{case.backend} sees no {case.device} here (devices: {', '.join(devices)})")
+    if not callable(getattr(backend, "prepare", None)):
+        raise CaseSkip("no-closure", f"{case.backend} has no prepare(): no timing closure")
+
+
+def build_closure(backend: Any, case: Case, rate: float = DEFAULT_RATE) -> tuple[Callable[[], None], tuple[int, ...]]:
+    """The adapter's timed step for ``case`` (inputs already on the device) and the input shape.
+
+    Unsupported from the adapter becomes CaseSkip("unsupported"); every other exception is a
+    real failure and propagates.
+    """
+    check_case(backend, case)
+    spec, shape = case_spec(backend, case, rate)
+    try:
+        step = backend.prepare(shape, spec, api=case.api, direction=case.direction, compiled=case.compiled)
+    except Unsupported as exc:
+        kind = "no-closure" if "no timing closure" in str(exc) else "unsupported"
+        raise CaseSkip(kind, str(exc)) from exc
+    return step, shape
+
+
+def extra_info(case: Case | BaselineCase, *, shape: Sequence[int], rate: float | None, threads: int | None,
+               versions: Mapping[str, str], worker: str, **more: Any) -> dict[str, Any]:
+    """The extra_info every row carries (the contract the report and compare commands read)."""
+    is_baseline = isinstance(case, BaselineCase)
+    direction = "forward" if is_baseline else case.direction
+    info: dict[str, Any] = {
+        "backend": BASELINE_BACKEND if is_baseline else case.backend,
+        "api": case.api_id,
+        "api_name": case.api,
+        "direction": direction,
+        "device": case.device,
+        "dtype": case.dtype,
+        "numel": case.numel,
+        "size": size_label(case.numel),
+        "shape": [int(n) for n in shape],
+        "rate": rate,
+        "mode": "eager" if is_baseline else case.mode,
+        "threads": threads,
+        "versions": dict(versions),
+        "bytes": useful_bytes(case.api_id, direction, case.numel, case.dtype),
+        "worker": worker,
+    }
+    info.update(more)
+    return info
+
+
+def group_name(numel: int, dtype: str, device: str) -> str:
+    """pytest-benchmark group: every row that shares size, dtype and device (baselines included)."""
+    return f"{size_label(numel)} {dtype} {device}"

@@ -1,0 +1,329 @@
+"""The benchmark harness: option validation, the merged JSON, skip reasons, crash isolation.
+
+Fake plugin backends (below) are timed end to end at a tiny size through real worker
+processes; nothing here asserts on how long anything took.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from suite import timing
+from suite.baselines import make_baseline
+from suite.bench_run import BenchOptions, exit_code, run_bench, thread_env
+from suite.jsonio import read_result
+from suite.loader import UsageError
+
+TINY = 2**10
+
+
+# -- plugins (loaded by the workers as tests.test_bench:NAME) ----------------------------------
+class TimedPlugin:
+    """A correct, duck-typed backend with a timing closure: y = x * mask / keep in NumPy."""
+
+    name = "fakeplug"
+    apis = ("scale",)
+    capabilities = {"backward"}
+
+    def available(self) -> bool:
+        return True
+
+    def versions(self) -> dict[str, str]:
+        return {"numpy": np.__version__, "fakeplug": "1.0"}
+
+    def devices(self) -> list[str]:
+        return ["cpu"]
+
+    def prepare(self, shape, spec, *, api, direction, compiled=False):
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal(shape).astype(spec.dtype)
+        grad_out = np.ones_like(x)
+        keep = spec.keep_prob
+
+        def step() -> None:
+            mask = rng.random(shape) < keep
+            y = x * mask / keep
+            if direction == "forward_backward":
+                _ = grad_out * mask / keep
+            del y
+
+        return step
+
+
+class NoClosurePlugin(TimedPlugin):
+    """Conformance-only plugin: no prepare() at all."""
+
+    name = "noclosure"
+    prepare = None  # type: ignore[assignment]
+
+
+class CrashOnBackward(TimedPlugin):
+    """Forward times fine; forward_backward kills its own process (a segfault stand-in)."""
+
+    name = "crashy"
+
+    def prepare(self, shape, spec, *, api, direction, compiled=False):
+        if direction == "forward_backward":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().prepare(shape, spec, api=api, direction=direction, compiled=compiled)
+
+
+class RaisingPlugin(TimedPlugin):
+    """prepare() fails with a real error (not Unsupported): a failed case, not a skip."""
+
+    name = "raising"
+
+    def prepare(self, shape, spec, *, api, direction, compiled=False):
+        raise RuntimeError("broken kernel for the test")
+
+
+class HangingPlugin(TimedPlugin):
+    name = "hanging"
+
+    def prepare(self, shape, spec, *, api, direction, compiled=False):
+        time.sleep(3600)
+
+
+def _opts(*refs: str, **kw) -> BenchOptions:
+    return BenchOptions(backends=refs, sizes=kw.pop("sizes", (TINY,)), quick=True, **kw)
+
+
+def dropbench(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "suite.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+# -- options ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("text, value", [("2^16", 65536), ("2**10", 1024), ("65536", 65536), ("1_000", 1000)])
+def test_parse_size(text, value) -> None:
+    assert timing.parse_size(text) == value
+
+
+@pytest.mark.parametrize("text", ["2^x", "big", "", "1e6"])
+def test_parse_size_rejects(text) -> None:
+    with pytest.raises(ValueError, match="size"):
+        timing.parse_size(text)
+
+
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        (["--sizes", "0"], "'0'"),
+        (["--sizes", "2^12,lots"], "lots"),
+        (["--sizes", "2^40"], "2^40"),
+        (["--dtype", "int8"], "int8"),
+        (["--device", "tpu"], "tpu"),
+        (["--threads", "0"], "'0'"),
+        (["--rate", "1.5"], "1.5"),
+        (["--timeout", "-1"], "-1"),
+        (["--backend", "caffe"], "caffe"),
+        (["--api", "torch:nope"], "torch:nope"),
+        (["--json", "/proc/nope/x.json"], "/proc/nope/x.json"),
+    ],
+)
+def test_bad_options_exit_2_with_one_line(args, named) -> None:
+    proc = dropbench("bench", *args)
+    assert proc.returncode == 2, proc
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0], proc.stderr
+
+
+def test_absurd_size_names_the_memory_estimate() -> None:
+    with pytest.raises(UsageError, match=r"needs about .* GiB .* available"):
+        BenchOptions(sizes=(2**40,)).validated()
+
+
+def test_defaults_are_filled_in() -> None:
+    quick = BenchOptions(quick=True).validated()
+    full = BenchOptions().validated()
+    assert quick.sizes == timing.QUICK_SIZES and full.sizes == timing.DEFAULT_SIZES
+    assert min(full.sizes) <= 2**12 and max(full.sizes) >= 2**24
+    assert quick.threads == full.threads == timing.DEFAULT_THREADS
+    assert quick.timeout < full.timeout
+
+
+def test_thread_env_pins_every_pool() -> None:
+    env = thread_env(3)
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MXNET_CPU_WORKER_NTHREADS",
+                 "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        assert env[name] == "3"
+
+
+# -- the traffic model and shapes ---------------------------------------------------------------
+def test_useful_bytes_match_the_arrays_touched() -> None:
+    x = np.zeros(TINY, np.float16)
+    assert timing.useful_bytes("torch:F.dropout", "forward", TINY, "float16") == 2 * x.nbytes  # x, y
+    assert timing.useful_bytes("torch:F.dropout", "forward_backward", TINY, "float16") == 4 * x.nbytes
+    assert timing.useful_bytes("baseline:copy", "forward", TINY, "float64") == 2 * x.astype(np.float64).nbytes
+    assert timing.useful_bytes("baseline:rng32", "forward", TINY, "float64") == np.zeros(TINY, np.uint32).nbytes
+
+
+@pytest.mark.parametrize("numel", [1, 7, 1000, 2**12, 2**22 + 2**10])
+def test_elementwise_shapes_hold_numel(numel) -> None:
+    shape = timing.bench_shape(numel, None)
+    assert len(shape) == 2 and int(np.prod(shape)) == numel
+
+
+def test_channel_layout_needs_whole_samples() -> None:
+    from backends.base import Layout
+
+    assert timing.bench_shape(2**14, Layout(4, (2, 3))) == (4, 16, 16, 16)
+    with pytest.raises(timing.CaseSkip, match="multiple of 4096"):
+        timing.bench_shape(1000, Layout(3, (2,)))
+
+
+def test_copy_baseline_copies() -> None:
+    for threads, numel in ((1, TINY), (2, 2**19)):
+        copy = make_baseline("copy", numel, "float32", "cpu", threads=threads)
+        assert not copy.output.any()
+        copy.step()
+        assert (copy.output == 1).all() and copy.threads == threads
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_rng32_baseline_writes_fresh_uniform_words(threads) -> None:
+    numel = 2**19
+    rng = make_baseline("rng32", numel, "float32", "cpu", threads=threads)
+    assert rng.threads == threads and "SFC64" in rng.impl
+    rng.step()
+    first = rng.output.copy()
+    rng.step()
+    assert first.dtype == np.uint32 and first.size == numel
+    assert np.count_nonzero(first == rng.output) < 64  # a fresh draw: ~numel/2^32 equal words expected
+    # mean of uniform uint32 words: sd = 2^32/sqrt(12 n); 6 sd bounds a false fail below 2e-9 (fixed seed anyway)
+    sd = 2.0**32 / np.sqrt(12 * numel)
+    assert abs(first.astype(np.float64).mean() - (2.0**32 - 1) / 2) < 6 * sd
+    if threads == 2:  # independent streams per thread, not one stream repeated
+        half = numel // 2
+        assert np.count_nonzero(first[:half] == first[half:]) < 64
+
+
+def test_gpu_baseline_without_gpu_says_why() -> None:
+    pytest.importorskip("torch")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: this test covers machines without one")
+    from suite.baselines import BaselineUnavailable
+
+    with pytest.raises(BaselineUnavailable, match="CUDA device"):
+        make_baseline("copy", TINY, "float32", "cuda:0")
+
+
+# -- end to end through worker processes ----------------------------------------------------------
+REQUIRED_INFO = ("backend", "api", "direction", "device", "dtype", "numel", "shape", "rate", "mode", "threads",
+                 "versions", "bytes", "worker")
+
+
+def test_plugin_timed_end_to_end(tmp_path) -> None:
+    out = tmp_path / "bench.json"
+    proc = dropbench("bench", "--backend", "tests.test_bench:TimedPlugin", "--sizes", "2^10", "--quick",
+                     "--threads", "2", "--json", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    payload = read_result(out, kind="bench")
+    for key in ("machine_id", "machine_facts", "machine_info", "commit_info", "datetime", "version", "run"):
+        assert payload[key], key
+    assert payload["run"]["threads"] == 2 and payload["run"]["complete"]
+    [entry] = payload["backends"]
+    assert entry["status"] == "ok" and entry["backend"] == "fakeplug" and entry["versions"]["fakeplug"] == "1.0"
+    rows = {(b["extra_info"]["api"], b["extra_info"]["direction"]): b for b in payload["benchmarks"]}
+    assert set(rows) == {("fakeplug:scale", "forward"), ("fakeplug:scale", "forward_backward"),
+                         ("baseline:copy", "forward"), ("baseline:rng32", "forward")}
+    assert len({b["fullname"] for b in payload["benchmarks"]}) == 4
+    for (api, direction), bench in rows.items():
+        info, stats = bench["extra_info"], bench["stats"]
+        assert all(k in info for k in REQUIRED_INFO), info
+        assert info["worker"] == "fakeplug" and info["threads"] == 2 and info["numel"] == TINY
+        assert info["bytes"] == timing.useful_bytes(api, direction, TINY, "float32")
+        assert len(stats["data"]) == stats["rounds"] >= 7
+        assert stats["min"] <= stats["median"] <= stats["max"]
+    assert rows[("baseline:copy", "forward")]["extra_info"]["backend"] == "baseline"
+    assert "fakeplug:scale" in proc.stdout  # the summary table
+    assert not (tmp_path / "bench.json.parts").exists()  # nothing to look into: worker files removed
+
+
+def test_crash_loses_only_its_own_backend(tmp_path) -> None:
+    out = tmp_path / "bench.json"
+    seen: list[str] = []
+    payload = run_bench(_opts("tests.test_bench:CrashOnBackward", "tests.test_bench:TimedPlugin",
+                              json_path=str(out)), seen.append)
+    status = {b["backend"]: b for b in payload["backends"]}
+    assert status["crashy"]["status"] == "crash"
+    assert "SIGKILL" in status["crashy"]["reason"] and "forward_backward" in status["crashy"]["reason"]
+    assert status["fakeplug"]["status"] == "ok"
+    rows = {(b["extra_info"]["worker"], b["extra_info"]["api"], b["extra_info"]["direction"])
+            for b in payload["benchmarks"]}
+    # the crashing worker's forward row and baselines were salvaged from its outcome log
+    assert {("crashy", "crashy:scale", "forward"), ("crashy", "baseline:copy", "forward")} <= rows
+    assert ("crashy", "crashy:scale", "forward_backward") not in rows
+    assert ("fakeplug", "fakeplug:scale", "forward_backward") in rows
+    [interrupted] = [c for c in payload["skipped"] if c["status"] == "crash"]
+    assert interrupted["id"].startswith("crashy:scale-forward_backward")
+    assert exit_code(payload) == 1
+    assert read_result(out, kind="bench")["backends"] == payload["backends"]  # written, not only returned
+    parts = tmp_path / "bench.json.parts"  # kept as evidence, one set of files per worker
+    assert {p.name for p in parts.iterdir()} >= {"tests.test_bench_CrashOnBackward.log",
+                                                 "tests.test_bench_TimedPlugin.pytest.json"}
+    assert any(line.startswith("tests.test_bench:CrashOnBackward: running crashy:scale") for line in seen)
+
+
+def test_hanging_worker_times_out() -> None:
+    payload = run_bench(_opts("tests.test_bench:HangingPlugin", timeout=3.0))
+    [entry] = payload["backends"]
+    assert entry["status"] == "timeout" and "no result after 3 s" in entry["reason"]
+    assert exit_code(payload) == 1
+
+
+def test_skip_reasons_are_recorded_not_dropped() -> None:
+    payload = run_bench(_opts("tests.test_bench:NoClosurePlugin", "tests.test_bench:RaisingPlugin",
+                              "no_such_module:Thing"))
+    status = {b["ref"]: b for b in payload["backends"]}
+    no_closure = status["tests.test_bench:NoClosurePlugin"]
+    assert no_closure["status"] == "skipped" and "no prepare()" in no_closure["reason"]
+    raising = status["tests.test_bench:RaisingPlugin"]
+    assert raising["status"] == "ok" and raising["errors"] == 2 and "broken kernel" in raising["reason"]
+    missing = status["no_such_module:Thing"]
+    assert missing["status"] == "unavailable" and "no_such_module" in missing["reason"]
+    kinds = {(c["worker"], c["kind"]) for c in payload["skipped"]}
+    assert ("noclosure", "no-closure") in kinds and ("raising", "error") in kinds
+    assert exit_code(payload) == 1
+
+
+def test_cuda_without_gpu_is_skipped_with_reason(tmp_path) -> None:
+    pytest.importorskip("torch")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: this test covers machines without one")
+    out = tmp_path / "gpu.json"
+    proc = dropbench("bench", "--backend", "tests.test_bench:TimedPlugin", "--device", "cuda", "--sizes", "2^10",
+                     "--quick", "--require-device", "--json", str(out))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    payload = read_result(out, kind="bench")
+    [entry] = payload["backends"]
+    assert entry["status"] == "skipped" and "cuda:0" in entry["reason"]
+    assert payload["benchmarks"] == []
+    kinds = {(c["api"], c["kind"]) for c in payload["skipped"]}
+    assert kinds == {("fakeplug:scale", "no-device"), ("baseline:copy", "no-device"), ("baseline:rng32", "no-device")}
+    payload["run"]["require_device"] = False
+    assert exit_code(payload) == 0  # without --require-device a missing GPU is not a failure
+
+
+def test_pytest_benchmark_only_runs_despite_addopts_disable(tmp_path) -> None:
+    """--benchmark-only next to pyproject's --benchmark-disable: the conftest turns timing on."""
+    plan = timing.Plan(backends=(("fakeplug", "tests.test_bench:TimedPlugin"),), sizes=(TINY,), threads=1)
+    out = tmp_path / "pb.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/benchmarks", "-q", "-p", "no:cacheprovider", "--benchmark-only",
+         "--benchmark-max-time=0.01", f"--benchmark-json={out}"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, timing.ENV_PLAN: plan.to_env()})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    names = {b["extra_info"]["api"] for b in json.loads(out.read_text())["benchmarks"]}
+    assert names == {"fakeplug:scale", "baseline:copy", "baseline:rng32"}
