@@ -13,6 +13,7 @@ from suite.loader import UsageError
 
 # one line per subcommand module (see suite/commands/__init__.py)
 COMMAND_MODULES = (
+    "suite.commands.run",
     "suite.commands.verify",
     "suite.commands.probe",
     "suite.commands.bench",
