@@ -1,11 +1,22 @@
 """Framework adapters. Each module imports its framework lazily; this file imports none.
 
 BUILTIN maps a backend name to ``module:attr``; adding a framework is one module and one
-line here (or an entry point in the group ``dropbench.backends``).
+line here (or an entry point in the group ``dropbench.backends``). A registry name may differ
+from the backend's own ``name``: Keras 3 reads its backend once per process, so each Keras
+backend is an entry of its own (``keras3-jax`` ...) of the one backend ``keras3``. An adapter
+class may declare ``environment`` (a worker environment of suite/environments.toml, e.g. "jax")
+and ``worker_env`` (variables set before its worker imports anything).
 """
 BUILTIN: dict[str, str] = {
     "numpy": "backends.numpy_backend:NumpyBackend",
     "torch": "backends.torch_backend:TorchBackend",
     "tensorflow": "backends.tensorflow_backend:TensorflowBackend",
     "mxnet": "backends.mxnet_backend:MxnetBackend",
+    "jax": "backends.jax_backend:JaxBackend",
+    "keras3-jax": "backends.keras3_backend:Keras3Jax",
+    "keras3-torch": "backends.keras3_backend:Keras3Torch",
+    "keras3-tensorflow": "backends.keras3_backend:Keras3Tensorflow",
+    "keras3-numpy": "backends.keras3_backend:Keras3Numpy",
+    "cupy": "backends.cupy_backend:CupyBackend",
+    "triton": "backends.triton_backend:TritonBackend",
 }

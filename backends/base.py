@@ -113,6 +113,10 @@ class BaseBackend:
     apis: tuple[str, ...] = ()
     modules: tuple[str, ...] = ()
     infos: Mapping[str, ApiInfo] = {}
+    environment: str | None = None
+    """The worker environment (suite/environments.toml) whose interpreter runs this backend; None: the main one."""
+    worker_env: Mapping[str, str] = {}
+    """Variables the worker needs before anything is imported (e.g. KERAS_BACKEND)."""
 
     def __init__(self) -> None:
         self._framework: ModuleType | None = None

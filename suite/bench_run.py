@@ -2,7 +2,10 @@
 
 Each backend runs ``pytest tests/benchmarks/test_bench_dropout.py --benchmark-json=PART`` in a
 fresh interpreter with its thread pools pinned (environment + framework APIs), so one
-framework's crash, hang or thread pool never touches another's numbers. Every worker also
+framework's crash, hang or thread pool never touches another's numbers. The interpreter is the
+one of the backend's worker environment (suite/environments.py: e.g. the ``jax`` virtual
+environment, numpy 2); everything comes back as files (pytest-benchmark JSON, a JSON-lines
+outcome log) and progress lines on a pipe, so the two interpreters share no Python objects. Every worker also
 times the baselines (suite/baselines.py) in its own process: a row's baselines are the
 ``baseline:*`` rows with the same ``extra_info.worker``, numel, dtype and device.
 
@@ -28,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from suite import __version__
+from suite.environments import launch_for
 from suite.jsonio import atomic_write_json
 from suite.loader import BackendRef, UsageError, resolve
 from suite.timing import (BASELINE_BACKEND, DEFAULT_RATE, DEFAULT_SIZES, DEFAULT_THREADS, ENV_PLAN, ITEMSIZE,
@@ -157,9 +161,29 @@ def _pin_env_only(threads: int) -> dict[str, Any]:
     return {}
 
 
+def _pin_xla(threads: int) -> dict[str, Any]:
+    """XLA's CPU client sizes its pools from the CPUs it may run on and ignores the thread flags
+    (measured with jax 0.10.2: --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1 still
+    used both cores), so the process is confined to ``threads`` CPUs before jax is imported."""
+    if not hasattr(os, "sched_setaffinity"):
+        return {"note": "no sched_setaffinity on this platform: XLA may use every CPU"}
+    allowed = sorted(os.sched_getaffinity(0))
+    chosen = set(allowed[:threads])
+    os.sched_setaffinity(0, chosen)
+    return {"cpu_affinity": sorted(os.sched_getaffinity(0)), "of": len(allowed)}
+
+
+def _pin_gpu(threads: int) -> dict[str, Any]:
+    """cupy and Triton work on the GPU; their host side has no thread pool of its own."""
+    return {}
+
+
 PINNERS: dict[str, Callable[[int], dict[str, Any]]] = {
     "torch": _pin_torch, "tensorflow": _pin_tensorflow, "mxnet": _pin_env_only, "numpy": _pin_env_only,
+    "jax": _pin_xla, "keras3-jax": _pin_xla, "keras3-torch": _pin_torch, "keras3-tensorflow": _pin_tensorflow,
+    "keras3-numpy": _pin_env_only, "cupy": _pin_gpu, "triton": _pin_gpu,
 }
+"""By worker label: the registry name of a built-in (keras3-torch), else the backend's own name."""
 
 
 def pin_threads(backend: str, threads: int) -> dict[str, Any]:
@@ -185,6 +209,8 @@ class WorkerRun:
     name: str  # the backend's own name once its worker loaded it, else what was asked for
     ref: str  # what was asked for (--backend): a built-in name or module:attr
     status: str = "ok"  # ok | unavailable | crash | timeout | skipped
+    worker: str = ""  # the rows' extra_info.worker (keras3-jax, keras3-torch: one name, several workers)
+    python: str = ""  # the interpreter that ran the worker
     reason: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
     threads: dict[str, Any] = field(default_factory=dict)
@@ -196,7 +222,8 @@ class WorkerRun:
 
     def backend_entry(self) -> dict[str, Any]:
         own = [b for b in self.benchmarks if b["extra_info"].get("backend") != BASELINE_BACKEND]
-        return {"backend": self.name, "ref": self.ref, "status": self.status, "reason": self.reason, "versions": self.versions,
+        return {"backend": self.name, "ref": self.ref, "worker": self.worker or self.name, "python": self.python,
+                "status": self.status, "reason": self.reason, "versions": self.versions,
                 "threads": self.threads, "seconds": round(self.seconds, 2), "benchmarks": len(own),
                 "baselines": len(self.benchmarks) - len(own),
                 "skipped": sum(c["status"] == "skipped" for c in self.cases),
@@ -228,10 +255,10 @@ def _tail(path: Path, lines: int = 8) -> str:
     return " | ".join(kept)[-1000:]
 
 
-def pytest_command(part_json: Path, profile: str) -> list[str]:
+def pytest_command(part_json: Path, profile: str, python: str | None = None) -> list[str]:
     """The worker's pytest command line; --benchmark-enable overrides the addopts --benchmark-disable."""
     timing = TIMING[profile]
-    return [sys.executable, "-m", "pytest", str(BENCH_FILE), "-q", "-p", "no:cacheprovider",
+    return [python or sys.executable, "-m", "pytest", str(BENCH_FILE), "-q", "-p", "no:cacheprovider",
             "--rootdir", str(REPO_ROOT), "--benchmark-enable", "--benchmark-only", "--benchmark-sort=name",
             f"--benchmark-json={part_json}", f"--benchmark-min-rounds={timing['min_rounds']}",
             f"--benchmark-max-time={timing['max_time']}", f"--benchmark-min-time={timing['min_time']}",
@@ -240,6 +267,9 @@ def pytest_command(part_json: Path, profile: str) -> list[str]:
 
 def run_worker(ref: BackendRef, options: BenchOptions, parts: Path, progress: Progress | None = None) -> WorkerRun:
     """Run one backend's benchmarks in a fresh pytest process; never raises for the child's faults."""
+    launch = launch_for(ref.ref)
+    if launch.unavailable is not None:  # its environment is not built: no worker, the reason says how to build it
+        return WorkerRun(ref.name, ref.name, status="unavailable", reason=launch.unavailable, worker=ref.name)
     stem = _safe(ref.name)  # "pkg.mod:Attr" -> "pkg.mod_Attr": never with_suffix (it would eat ".mod_Attr")
     part_json, outcomes, log = (parts / f"{stem}.pytest.json", parts / f"{stem}.outcomes.jsonl", parts / f"{stem}.log")
     for path in (part_json, outcomes):
@@ -252,7 +282,7 @@ def run_worker(ref: BackendRef, options: BenchOptions, parts: Path, progress: Pr
     if options.device != "cpu":
         # GPU baselines use torch/cupy inside every worker: TensorFlow must not grab all GPU memory first.
         extra["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"
-    env = worker_env(extra)
+    env = worker_env({**launch.env, **extra})
     last_case: list[str] = []
 
     def follow() -> None:
@@ -265,7 +295,7 @@ def run_worker(ref: BackendRef, options: BenchOptions, parts: Path, progress: Pr
     started = time.monotonic()
     try:
         with open(log, "w", encoding="utf-8") as log_handle:
-            proc = subprocess.Popen(pytest_command(part_json, options.profile), stdout=log_handle,
+            proc = subprocess.Popen(pytest_command(part_json, options.profile, launch.python), stdout=log_handle,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=REPO_ROOT,
                                     pass_fds=(write_fd,), start_new_session=True)
     finally:
@@ -284,7 +314,7 @@ def run_worker(ref: BackendRef, options: BenchOptions, parts: Path, progress: Pr
         proc.wait()
         raise
     reader.join(timeout=5)
-    run = WorkerRun(ref.name, ref.name, seconds=time.monotonic() - started)
+    run = WorkerRun(ref.name, ref.name, seconds=time.monotonic() - started, python=launch.python)
     _collect(run, part_json, outcomes)
     during = f" during {last_case[0]}" if last_case else ""
     if timed_out:
@@ -314,6 +344,7 @@ def _collect(run: WorkerRun, part_json: Path, outcomes: Path) -> None:
         if event.get("event") == "backend":
             run.reported = True
             run.name = str(event.get("name") or run.name)
+            run.worker = str(event.get("worker") or run.name)
             run.versions = event.get("versions") or {}
             run.threads = event.get("threads") or {}
             if not event.get("available", True):
@@ -395,7 +426,7 @@ def merge(options: BenchOptions, runs: list[WorkerRun], started: _dt.datetime, c
                 "finished": now.isoformat(timespec="seconds") if complete else None,
                 "seconds": round((now - started).total_seconds(), 2), "complete": complete,
                 "baselines": "rows with backend 'baseline' and the same extra_info.worker, numel, dtype, device"}
-    skipped = [dict(case, worker=run.name) for run in runs for case in run.cases]
+    skipped = [dict(case, worker=run.worker or run.name) for run in runs for case in run.cases]
     return {
         "schema": 1, "kind": "bench", "machine_id": machine_id(facts), "machine_facts": facts,
         "machine_info": machine_info, "commit_info": commit_info, "datetime": now.isoformat(),

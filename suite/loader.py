@@ -64,3 +64,10 @@ def load(ref: str) -> Any:
 def api_names(ref: str) -> tuple[str, ...]:
     """The API names a backend declares (imports the adapter module, not its framework)."""
     return tuple(load(ref).apis)
+
+
+def api_ids(ref: str) -> tuple[str, ...]:
+    """Full API ids ("backend:api") under the backend's own name, which a registry name may not be
+    (``keras3-jax`` declares ``keras3:jax``); imports the adapter module, not its framework."""
+    backend = load(ref)
+    return tuple(f"{backend.name}:{api}" for api in backend.apis)

@@ -5,7 +5,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from suite.loader import BackendRef, UsageError, api_names
+from suite.loader import BackendRef, UsageError, api_ids
 
 
 def positive_float(text: str) -> float:
@@ -39,7 +39,7 @@ def validate_apis(refs: list[BackendRef], apis: list[str]) -> set[str] | None:
     known: set[str] = set()
     for ref in refs:
         try:
-            known.update(f"{ref.name}:{a}" for a in api_names(ref.ref))
+            known.update(api_ids(ref.ref))
         except Exception:  # a plugin that cannot load here: its worker will report it
             known.update(a for a in apis if a.startswith(f"{ref.name}:"))
     for api in apis:

@@ -29,6 +29,7 @@ import numpy as np
 from backends.base import Unsupported, api_info
 from suite import __version__
 from suite import probes
+from suite.environments import declaration
 from suite.loader import BackendRef
 from suite.machine import machine_facts, machine_id
 from suite.probes import Case
@@ -207,6 +208,9 @@ def run_backend(ref: BackendRef, mode: str, *, apis: set[str] | None, cases: lis
             options = {"mode": mode, "apis": sorted(apis) if apis else None, "cases": cases, "seed": seed,
                        "todo": todo, "journal": str(journal), "watchdog": str(watchdog), "case_timeout": case_timeout}
             result = run_in_worker("probe", ref.ref, options, timeout=timeout)
+            if result.status == "unavailable":  # its environment is not built: no worker started
+                run.status, run.reason = "unavailable", result.detail
+                return run
             run.workers += 1
             header, started, done = _read_journal(journal)
             if header is not None and attempt == 0:
@@ -297,9 +301,11 @@ def run_probe(refs: list[BackendRef], apis: set[str] | None = None, cases: list[
             first, second = run_backend(ref, "process", **kw), run_backend(ref, "process", **kw)
             records.update(merge_process_runs(first, second))
             workers += first.workers + second.workers
-        report.backends.append({"backend": main.name, "status": main.status, "reason": main.reason,
+        report.backends.append({"backend": main.name, "ref": ref.name, "status": main.status, "reason": main.reason,
                                 "apis": main.apis, "workers": workers})
-        report.versions.update(main.versions)
+        environment = declaration(ref.ref)[0]
+        # a worker environment has its own numpy, keras, ...: its versions are marked, never mixed in
+        report.versions.update({(f"{k} ({environment} env)" if environment else k): v for k, v in main.versions.items()})
         api_order = {a: i for i, a in enumerate(main.apis)}
         report.records.extend(sorted(records.values(), key=lambda r: (api_order.get(r["api"], 1 << 30), r["api"], order[r["case"]])))
     report.elapsed_s = time.perf_counter() - started

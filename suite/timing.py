@@ -31,9 +31,16 @@ DEFAULT_THREADS = 1
 """Why 1: the NumPy APIs are single-threaded, so one thread is the only count at which every
 backend competes on equal terms; it also removes scheduler noise on shared machines. Use
 ``--threads N`` for scaling; the count is recorded with every row either way."""
-COMPILED_MODES = {"tensorflow": "tf.function", "mxnet": "hybridized"}
-"""Backends whose prepare(compiled=True) is timed too, and what their graph mode is called.
-torch.compile is not benchmarked (the torch adapter refuses it)."""
+COMPILED_MODES = {"tensorflow": "tf.function", "mxnet": "hybridized", "jax": "jit",
+                  "keras3:jax": "jit", "keras3:tensorflow": "tf.function"}
+"""Backends (or single API ids, looked up first) whose prepare(compiled=True) is timed too, and what
+their graph mode is called. torch.compile is not benchmarked (the torch adapter refuses it), nor
+keras3:torch, which would be torch.compile."""
+
+
+def compiled_mode(backend: str, api: str) -> str | None:
+    """The graph mode timed next to eager for ``backend:api``, or None."""
+    return COMPILED_MODES.get(f"{backend}:{api}", COMPILED_MODES.get(backend))
 BASELINE_BACKEND = "baseline"
 PEAK_ARRAYS = 8
 """Arrays of numel elements a forward_backward step may hold at once (x, grad_out, y, grad_x,
@@ -214,7 +221,8 @@ def plan_cases(plan: Plan, api_lists: Mapping[str, Sequence[str]], names: Mappin
         for api in api_lists.get(ref, ()):
             if plan.apis and f"{name}:{api}" not in plan.apis and f"{requested}:{api}" not in plan.apis:
                 continue
-            modes = ["eager"] + ([COMPILED_MODES[name]] if name in COMPILED_MODES else [])
+            mode = compiled_mode(name, api)
+            modes = ["eager"] + ([mode] if mode else [])
             for device in plan.devices:
                 for dtype in plan.dtypes:
                     for numel in plan.sizes:

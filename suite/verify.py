@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import datetime as _dt
+import platform
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +19,11 @@ STATISTICAL_CHECKS = ("kept-fraction", "mean", "fresh-mask", "broadcast-kept-fra
 FAILED_STATUSES = ("fail", "error", "crash", "timeout")
 
 
+def _interpreter() -> str:
+    """Which interpreter ran the worker: its environment (sys.prefix) and Python version."""
+    return f"{sys.prefix} (Python {platform.python_version()})"
+
+
 def load_backend_for_task(ref: str) -> tuple[Any | None, dict[str, Any]]:
     """Load a backend inside a worker; a failing import or missing framework is reported, not raised."""
     try:
@@ -29,7 +36,7 @@ def load_backend_for_task(ref: str) -> tuple[Any | None, dict[str, Any]]:
         getter = getattr(backend, "unavailable_reason", None)
         reason = (getter() if callable(getter) else None) or f"{backend.name} reports itself unavailable"
     info = {"backend": backend.name, "available": reason is None, "reason": reason,
-            "versions": backend.versions() if reason is None else {}, "records": []}
+            "versions": backend.versions() if reason is None else {}, "records": [], "python": _interpreter()}
     return (backend if reason is None else None), info
 
 
@@ -96,15 +103,20 @@ def run_verify(refs: list[BackendRef], apis: set[str] | None = None, *, timeout:
     raw: list[dict[str, str]] = []
     for ref in refs:
         result = run_in_worker("verify", ref.ref, {"apis": sorted(apis) if apis else None}, timeout=timeout)
+        if result.status == "unavailable":  # its environment is not built: no worker ran, nothing failed
+            report.backends.append({"backend": ref.name, "ref": ref.name, "status": "unavailable", "reason": result.detail,
+                                    "versions": {}})
+            continue
         if result.status != "ok" or result.payload is None:
-            report.backends.append({"backend": ref.name, "status": result.status, "reason": result.detail, "versions": {}})
+            report.backends.append({"backend": ref.name, "ref": ref.name, "status": result.status, "reason": result.detail,
+                                    "versions": {}})
             raw.append({"backend": ref.name, "api": f"{ref.name}:*", "check": "worker", "status": result.status,
                         "detail": result.detail})
             continue
         payload = result.payload
         status = "ok" if payload["available"] else "unavailable"
-        report.backends.append({"backend": payload["backend"], "status": status, "reason": payload["reason"],
-                                "versions": payload["versions"]})
+        report.backends.append({"backend": payload["backend"], "ref": ref.name, "status": status, "reason": payload["reason"],
+                                "versions": payload["versions"], "python": payload.get("python")})
         raw.extend(payload["records"])
     ran = {r["api"] for r in raw if r["check"] != "worker"}
     report.records, report.stale = classify(raw, load_known(), ran)

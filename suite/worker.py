@@ -2,7 +2,10 @@
 
 Parent side: :func:`run_in_worker` starts ``python -m suite.worker TASK REF OUT OPTIONS``
 with a timeout and turns a non-zero exit, a signal or a timeout into a record instead of
-an exception. Child side: :func:`main` loads the backend, runs the task function and
+an exception. ``python`` is the interpreter of the backend's environment (suite/environments.py):
+the exchange is arguments in, one JSON file out, so the child may run another numpy than the
+parent. A backend whose environment is not built gets no worker: status ``unavailable`` with the
+command that builds it. Child side: :func:`main` loads the backend, runs the task function and
 writes its JSON payload atomically to OUT.
 """
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from suite.environments import launch_for
 from suite.jsonio import ResultFileError, atomic_write_json, read_result
 
 TASKS = {
@@ -31,7 +35,7 @@ DEFAULT_TIMEOUT_S = 600.0
 
 @dataclass(frozen=True)
 class WorkerResult:
-    status: str  # ok | crash | timeout
+    status: str  # ok | crash | timeout | unavailable (its environment is not built: no worker started)
     payload: dict[str, Any] | None
     detail: str
 
@@ -62,13 +66,16 @@ def describe_exit(code: int) -> str:
 
 def run_in_worker(task: str, ref: str, options: dict[str, Any], *, timeout: float = DEFAULT_TIMEOUT_S,
                   env: dict[str, str] | None = None) -> WorkerResult:
-    """Run ``task`` for backend ``ref`` in a fresh interpreter; never raises for the child's faults."""
+    """Run ``task`` for backend ``ref`` in a fresh interpreter of its environment; never raises for the child's faults."""
+    launch = launch_for(ref)
+    if launch.unavailable is not None:
+        return WorkerResult("unavailable", None, launch.unavailable)
     with tempfile.TemporaryDirectory(prefix="dropbench-worker-") as tmp:
         out = Path(tmp) / "result.json"
-        cmd = [sys.executable, "-m", "suite.worker", task, ref, str(out), json.dumps(options)]
+        cmd = [launch.python, "-m", "suite.worker", task, ref, str(out), json.dumps(options)]
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=worker_env(env),
-                                  stdin=subprocess.DEVNULL)
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                                  env=worker_env({**launch.env, **(env or {})}), stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired as exc:
             stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
             return WorkerResult("timeout", None, f"no result after {timeout:g} s; stderr: {_tail(stderr)}")

@@ -1,4 +1,8 @@
-"""`dropbench env`: this machine's id and facts, and which backends can run here, with versions and devices."""
+"""`dropbench env`: this machine's id and facts, and which backends can run here, with versions and devices.
+
+``dropbench env create NAME [--force]`` builds a worker environment (suite/environments.toml) and
+``dropbench env list`` shows them; ``dropbench env`` with no action is the backend table.
+"""
 from __future__ import annotations
 
 import argparse
@@ -12,13 +16,20 @@ from suite.options import positive_float
 from suite.worker import run_in_worker
 
 NAME = "env"
-HELP = "show the machine id and which backends are installed, their versions and devices"
+HELP = "show the machine id and which backends are installed, their versions and devices; build worker environments"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", action="append", default=[], metavar="NAME|module:attr")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--timeout", type=positive_float, default=120.0, metavar="S")
+    actions = parser.add_subparsers(dest="action", metavar="{create,list}", parser_class=type(parser))
+    create = actions.add_parser("create", help="build a worker environment (a virtual environment outside the "
+                                               "repository, $DROPBENCH_ENV_DIR or ~/.cache/dropbench/envs)")
+    create.add_argument("name", metavar="NAME", help="an environment of suite/environments.toml, e.g. jax")
+    create.add_argument("--force", action="store_true", help="rebuild even when it is up to date")
+    create.add_argument("--quiet", action="store_true", help="show pip's output only when a step fails")
+    actions.add_parser("list", help="the worker environments: where, status, backends that run in them")
 
 
 def worker_task(ref: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -32,26 +43,66 @@ def worker_task(ref: str, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def collect(names: list[str], timeout: float) -> dict[str, Any]:
+    from suite.environments import declaration
+
     rows = []
     for ref in resolve(names):
         result = run_in_worker("env", ref.ref, {}, timeout=timeout)
-        if result.payload is None:
-            rows.append({"backend": ref.name, "available": False, "reason": f"{result.status}: {result.detail}"})
+        if result.status == "unavailable":
+            row = {"backend": ref.name, "available": False, "reason": result.detail}
+        elif result.payload is None:
+            row = {"backend": ref.name, "available": False, "reason": f"{result.status}: {result.detail}"}
         else:
-            rows.append(result.payload)
+            row = dict(result.payload)
+            if row.get("backend") != ref.name:  # keras3-jax, keras3-torch, ...: one backend name, several workers
+                row["backend"] = f"{row.get('backend')} ({ref.name})"
+        row["environment"] = declaration(ref.ref)[0] or "main"
+        rows.append(row)
     facts = machine_facts()
     return {"machine_id": machine_id(facts), "machine_facts": facts, "backends": rows}
 
 
+def _create(args: argparse.Namespace) -> int:
+    from suite.environments import EnvCreateError, create
+
+    try:
+        create(args.name, force=args.force, quiet=args.quiet)
+    except EnvCreateError as exc:
+        print(f"dropbench env create: {exc}")
+        return 1
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from suite.environments import definitions, env_root, state
+
+    defs = definitions()
+    states = {name: state(name, defs) for name in defs}
+    if args.json:
+        print(json.dumps({"root": str(env_root()), "environments": [
+            {"name": n, "path": str(s.path), "status": s.status, "detail": s.detail, "backends": list(defs[n].backends),
+             "requirements": list(defs[n].requirements)} for n, s in states.items()]}, indent=2))
+        return 0
+    print(f"worker environments in {env_root()} (set DROPBENCH_ENV_DIR to move them)")
+    print(table.render(["environment", "status", "backends", "description / what to do"],
+                       [[n, s.status, ", ".join(defs[n].backends), s.detail or defs[n].description]
+                        for n, s in states.items()], max_width=100))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.action == "create":
+        return _create(args)
+    if args.action == "list":
+        return _list(args)
     info = collect(args.backend, args.timeout)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
     print(f"machine {info['machine_id']}: " + ", ".join(f"{k}={v}" for k, v in info["machine_facts"].items()))
     print(table.render(
-        ["backend", "status", "versions / reason", "devices", "apis"],
-        [[b["backend"], "ok" if b.get("available") else "unavailable",
+        ["backend", "env", "status", "versions / reason", "devices", "apis"],
+        [[b["backend"], b.get("environment", "main"), "ok" if b.get("available") else "unavailable",
           ", ".join(f"{k} {v}" for k, v in b.get("versions", {}).items()) if b.get("available") else b.get("reason"),
           ", ".join(b.get("devices", [])), len(b.get("apis", []))] for b in info["backends"]],
         max_width=70))

@@ -35,6 +35,13 @@ class BackendState:
     reason: str | None
     versions: dict[str, str] = field(default_factory=dict)
     threads: dict[str, Any] = field(default_factory=dict)
+    label: str = ""  # the worker label: registry name of a built-in (keras3-jax), else the backend's name
+
+
+def worker_label(requested: str | None, name: str) -> str:
+    """keras3-jax and keras3-torch are one backend ("keras3") in two processes: a registry name
+    (no ":") tells the processes apart; a ``module:attr`` plugin goes by its own name."""
+    return requested if requested and ":" not in requested else name
 
 
 class BenchSession:
@@ -65,15 +72,17 @@ class BenchSession:
             state = BackendState(name, None, f"loading {ref} failed: {type(exc).__name__}: {exc}")
         else:
             name = str(getattr(backend, "name", name))
-            threads = pin_threads(name, self.plan.threads) if self.plan.threads else {"requested": None}
+            label = worker_label(requested, name)
+            threads = pin_threads(label, self.plan.threads) if self.plan.threads else {"requested": None}
             reason = None
             if not backend.available():
                 getter = getattr(backend, "unavailable_reason", None)
                 reason = (getter() if callable(getter) else None) or f"{name} reports itself unavailable"
             versions = dict(backend.versions()) if reason is None else {}
-            state = BackendState(name, backend if reason is None else None, reason, versions, threads)
+            state = BackendState(name, backend if reason is None else None, reason, versions, threads, label)
         self.states[ref] = state
-        self.write({"event": "backend", "name": name, "ref": ref, "available": state.backend is not None,
+        self.write({"event": "backend", "name": name, "worker": state.label or name, "ref": ref,
+                    "available": state.backend is not None,
                     "reason": state.reason, "versions": state.versions, "threads": state.threads})
         return state
 
@@ -82,7 +91,8 @@ class BenchSession:
         """Whose process this is: the backend's own name in a dropbench worker, "pytest" by hand."""
         if self.plan.outcomes and len(self.plan.backends) == 1:
             requested, ref = self.plan.backends[0]
-            return self.state(ref, requested).name
+            state = self.state(ref, requested)
+            return state.label or state.name
         return self.plan.worker
 
     def api_lists(self) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:

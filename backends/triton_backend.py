@@ -1,0 +1,168 @@
+"""Triton: a reference kernel that regenerates the dropout mask from its seed in backward (GPU only).
+
+Forward launches ``r = tl.rand(seed, offset)``, ``y = r < keep ? x * scale : 0`` and keeps only the
+seed; backward runs the same kernel on grad_out with the same seed, so Philox regenerates the same
+mask and no mask is stored (backends/triton_kernels.py). The pair is a ``torch.autograd.Function``,
+so the gradient comes from torch's autograd like any layer's. A seeded spec passes its seed; an
+unseeded call draws the next seed from a host generator the adapter holds (OS entropy: fresh masks
+in every process). ``scale`` is 1/keep, and 0 at keep 0 (rate 1: zeros). Elementwise only: no
+shared-axis mask, no inference mode.
+
+GPU only: with ``spec.device == "cpu"`` the checks' host arrays go to cuda:0; timing refuses "cpu"
+(Unsupported). Runs in the main environment: triton ships with the CUDA builds of torch.
+"""
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from backends.base import ApiInfo, BaseBackend, Unavailable, Unsupported
+
+_DTYPES = ("float32", "float16")
+PREPARE_INPUT_SEED = 20261126
+SEED_BOUND = 2**31 - 1  # tl.rand takes a 32-bit seed
+
+Tensor = Any  # torch.Tensor
+
+
+class TritonBackend(BaseBackend):
+    name = "triton"
+    apis = ("seeded",)
+    modules = ("triton", "torch")
+    infos = {"seeded": ApiInfo(frozenset({"seed", "backward"}), _DTYPES)}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seeds = np.random.default_rng()  # unseeded calls: the next seed of this stream
+        self._function: Any = None
+        self._kernels: ModuleType | None = None
+
+    # -- framework: triton, torch and a CUDA device, with the reason when any is missing -----
+    def framework(self) -> ModuleType:
+        if self._framework is None and self._import_error is None:
+            try:
+                self._framework = self._load()
+            except Unavailable as exc:
+                self._import_error = str(exc)
+        return super().framework()
+
+    def _load(self) -> ModuleType:
+        problems = []
+        try:
+            torch = importlib.import_module("torch")
+        except Exception as exc:
+            raise Unavailable(f"torch failed to import ({type(exc).__name__}: {exc}); triton:seeded launches on "
+                              "torch CUDA tensors") from exc
+        if not torch.cuda.is_available():
+            problems.append(f"no CUDA device (torch {torch.__version__} sees none)")
+        try:
+            triton = importlib.import_module("triton")
+        except ImportError:
+            problems.append("triton is not installed (it ships with the CUDA builds of torch)")
+            triton = None
+        if problems:
+            raise Unavailable(" and ".join(problems))
+        self._kernels = importlib.import_module("backends.triton_kernels")
+        return triton
+
+    def devices(self) -> list[str]:
+        """The GPUs only: this backend has no CPU path."""
+        try:
+            self.framework()
+        except Unavailable:
+            return []
+        torch = importlib.import_module("torch")
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+
+    @staticmethod
+    def _cuda(device: str) -> str:
+        """spec.device as a torch CUDA device; "cpu" -> cuda:0 (the checks' host arrays go to the GPU)."""
+        return "cuda:0" if device in ("cpu", "cuda") else device
+
+    # -- the autograd function ------------------------------------------------------------
+    def function(self) -> Any:
+        """``SeededDropout.apply(x, seed, keep, scale)``: forward and backward share the seed, not a mask."""
+        if self._function is None:
+            self.framework()
+            torch = importlib.import_module("torch")
+            kernels = self._kernels
+
+            class SeededDropout(torch.autograd.Function):
+                @staticmethod
+                def forward(ctx: Any, x: Tensor, seed: int, keep: float, scale: float) -> Tensor:
+                    ctx.dropout = (seed, keep, scale)  # three numbers: the mask is regenerated in backward
+                    return kernels.apply_mask(x.contiguous(), seed, keep, scale)
+
+                @staticmethod
+                def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor, None, None, None]:
+                    seed, keep, scale = ctx.dropout
+                    return kernels.apply_mask(grad_out.contiguous(), seed, keep, scale), None, None, None
+
+            self._function = SeededDropout
+        return self._function
+
+    def _seed(self, spec: Any) -> int:
+        return int(spec.seed) if spec.seed is not None else int(self._seeds.integers(0, SEED_BOUND))
+
+    @staticmethod
+    def _keep_and_scale(spec: Any) -> tuple[float, float]:
+        keep = float(1.0 - spec.rate)
+        return keep, (0.0 if keep == 0 else 1.0 / keep)
+
+    def _apply(self, x: Tensor, spec: Any) -> Tensor:
+        if x.numel() == 0:  # a zero-size grid cannot be launched; nothing to compute
+            return x.clone()
+        keep, scale = self._keep_and_scale(spec)
+        return self.function().apply(x, self._seed(spec), keep, scale)
+
+    # -- checks -----------------------------------------------------------------------------
+    def _impl(self, api: str) -> Callable[[np.ndarray, np.ndarray | None, Any], tuple[np.ndarray, np.ndarray | None]]:
+        self._check_api(api)
+
+        def run(x: np.ndarray, grad_out: np.ndarray | None, spec: Any) -> tuple[np.ndarray, np.ndarray | None]:
+            self.framework()
+            torch = importlib.import_module("torch")
+            device = torch.device(self._cuda(spec.device))
+            xt = torch.tensor(x, device=device, requires_grad=grad_out is not None)
+            y = self._apply(xt, spec)
+            grad = None
+            if grad_out is not None:
+                g = torch.tensor(grad_out, device=device)
+                grad = torch.autograd.grad(y, xt, g)[0] if y.requires_grad else torch.zeros_like(xt)
+                grad = grad.cpu().numpy()
+            return y.detach().cpu().numpy(), grad
+
+        return run
+
+    # -- timing -----------------------------------------------------------------------------
+    def prepare(self, shape: Sequence[int], spec: Any, *, api: str, direction: str,
+                compiled: bool = False) -> Callable[[], None]:
+        """The kernel (and its regenerating backward) on CUDA tensors, then torch.cuda.synchronize."""
+        shape, backward = self._prepare_args(shape, spec, api, direction)
+        if spec.device == "cpu":
+            raise Unsupported(f"{self.name}:{api} runs on a GPU only: no CPU timing")
+        if compiled:
+            raise Unsupported(f"{self.name}:{api}: a Triton kernel is already compiled; no separate mode")
+        if spec.dtype not in self.api_info(api).dtypes:
+            raise Unsupported(f"{self.name}:{api} has no dtype {spec.dtype!r}")
+        self.framework()
+        torch = importlib.import_module("torch")
+        device = torch.device(self._cuda(spec.device))
+        gen = torch.Generator(device=device).manual_seed(PREPARE_INPUT_SEED)
+        dtype = getattr(torch, spec.dtype)
+        x = torch.randn(shape, generator=gen, device=device, dtype=dtype).requires_grad_(backward)
+        g = torch.randn(shape, generator=gen, device=device, dtype=dtype) if backward else None
+        if spec.seed is not None:
+            self._seeds = np.random.default_rng(spec.seed)  # seeded once: the steps continue one stream
+        step_spec = spec.replace(seed=None)
+
+        def step() -> None:
+            y = self._apply(x, step_spec)
+            if g is not None:
+                torch.autograd.grad(y, x, g)
+            torch.cuda.synchronize(device)
+
+        return step
