@@ -1,33 +1,45 @@
-"""NumPy: the reference formula (inverted and vanilla) and the d2l from-scratch layer.
+"""NumPy: the reference formula (inverted and vanilla), the d2l from-scratch layer, and numpy:fast.
 
 NumPy has no autograd, so backward is written by hand: the gradient of sum(y * g) is
-g times the same mask and scale as the forward pass.
+g times the same mask and scale as the forward pass. ``reference`` and ``d2l-scratch`` are
+the yardsticks and stay as written; ``fast`` (backends/numpy_fast.py) is the tuned kernel:
+same spec, its own random stream, a stored mask that backward reuses.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from backends.base import CAPABILITIES, ApiInfo, BaseBackend
+from backends.base import CAPABILITIES, ApiInfo, BaseBackend, Unsupported
+from backends.numpy_fast import FastDropout, threads_from_env
+
+_DTYPES = ("float32", "float16", "float64")
+DIRECTIONS = ("forward", "forward_backward")
+PREPARE_INPUT_SEED = 20261126
+"""Seed of the timing inputs x and grad_out (their values do not matter, only that they are fixed)."""
 
 
 class NumpyBackend(BaseBackend):
     name = "numpy"
-    apis = ("reference", "d2l-scratch")
+    apis = ("reference", "d2l-scratch", "fast")
     modules = ("numpy",)
     infos = {
-        "reference": ApiInfo(capabilities=CAPABILITIES, dtypes=("float32", "float16", "float64")),
+        "reference": ApiInfo(capabilities=CAPABILITIES, dtypes=_DTYPES),
         # d2l's dropout_layer(X, dropout) is a bare function: no eval mode, no axes, no vanilla.
-        "d2l-scratch": ApiInfo(capabilities=frozenset({"seed", "backward"}), dtypes=("float32", "float16", "float64")),
+        "d2l-scratch": ApiInfo(capabilities=frozenset({"seed", "backward"}), dtypes=_DTYPES),
+        "fast": ApiInfo(capabilities=CAPABILITIES, dtypes=_DTYPES),
     }
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int | None = None) -> None:
+        """``threads`` for numpy:fast; None reads DROPBENCH_THREADS / OMP_NUM_THREADS / the CPU count."""
         super().__init__()
         self._rng = np.random.default_rng()
+        self.threads = threads_from_env() if threads is None else int(threads)
+        self._kernel: FastDropout | None = None
 
     def _impl(self, api: str):
-        return {"reference": self._reference, "d2l-scratch": self._d2l}[api]
+        return {"reference": self._reference, "d2l-scratch": self._d2l, "fast": self._fast}[api]
 
     # reference -----------------------------------------------------------
     def _reference(self, x: np.ndarray, grad_out: np.ndarray | None, spec: Any):
@@ -64,3 +76,95 @@ class NumpyBackend(BaseBackend):
         mask = np.random.uniform(0, 1, x.shape) < keep_prob
         y = mask * x / keep_prob
         return y, (None if grad_out is None else mask * grad_out / keep_prob)
+
+    # fast ------------------------------------------------------------------
+    def fast_kernel(self) -> FastDropout:
+        """The numpy:fast kernel; its random stream continues across calls like the others'."""
+        if self._kernel is None:
+            self._kernel = FastDropout(threads=self.threads)
+        self._kernel.threads = self.threads
+        return self._kernel
+
+    @staticmethod
+    def _fast_scale(spec: Any) -> float:
+        if spec.scaling == "vanilla":
+            return 1.0
+        return 0.0 if spec.keep_prob == 0.0 else 1.0 / spec.keep_prob  # rate 1: zeros, not 0/0
+
+    @staticmethod
+    def _eval_factor(spec: Any, dtype: np.dtype) -> np.ndarray:
+        return np.asarray(1.0 if spec.scaling == "inverted" else spec.keep_prob, dtype=dtype)
+
+    def _fast(self, x: np.ndarray, grad_out: np.ndarray | None, spec: Any):
+        """numpy:fast: the reference's semantics through the blocked 8-bit-first kernel."""
+        kernel = self.fast_kernel()
+        if spec.seed is not None:
+            kernel.reseed(spec.seed)
+        if not spec.training:
+            factor = self._eval_factor(spec, x.dtype)
+            return x * factor, (None if grad_out is None else grad_out * factor)
+        y = kernel.forward(x, spec.keep_prob, self._fast_scale(spec), mask_shape=spec.mask_shape(x.shape))
+        return y, (None if grad_out is None else kernel.backward(grad_out))
+
+    # timing ----------------------------------------------------------------
+    def prepare(self, shape: Sequence[int], spec: Any, *, api: str, direction: str,
+                compiled: bool = False) -> Callable[[], None]:
+        """One timed step; inputs, outputs and (for fast) substreams and buffers exist before it runs.
+
+        A given seed is applied once, here, so steps continue the stream like a training loop.
+        reference and d2l-scratch run exactly as in the checks (they allocate per call: that is
+        what they are); fast writes into preallocated y / grad, and its forward_backward runs
+        forward, then a separate backward that reuses the stored mask.
+        """
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+        if compiled:
+            raise Unsupported(f"{self.name}:{api}: NumPy has no graph or compiled mode")
+        backward = direction == "forward_backward"
+        shape = tuple(int(n) for n in shape)
+        self._check_axes(np.broadcast_to(np.float32(0), shape), spec, api)
+        self._require(api, spec, backward=backward)
+        if spec.dtype not in self.api_info(api).dtypes:
+            raise Unsupported(f"{self.name}:{api} has no dtype {spec.dtype!r}")
+        rng = np.random.default_rng(PREPARE_INPUT_SEED)
+        x = rng.standard_normal(shape).astype(spec.dtype)
+        grad_out = rng.standard_normal(shape).astype(spec.dtype) if backward else None
+        if api == "fast":
+            return self._prepare_fast(x, grad_out, spec)
+        impl = self._impl(api)
+        if spec.seed is not None:  # seed once, as a seeded call of that API does
+            if api == "reference":
+                self._rng = np.random.default_rng(spec.seed)
+            else:
+                np.random.seed(spec.seed)
+        step_spec = spec.replace(seed=None)
+
+        def step() -> None:
+            impl(x, grad_out, step_spec)
+
+        return step
+
+    def _prepare_fast(self, x: np.ndarray, grad_out: np.ndarray | None, spec: Any) -> Callable[[], None]:
+        kernel = self.fast_kernel()
+        if spec.seed is not None:
+            kernel.reseed(spec.seed)
+        y = np.zeros_like(x)  # zeros, not empty: the pages are touched now, not in the first step
+        grad = None if grad_out is None else np.zeros_like(grad_out)
+        if not spec.training:
+            factor = self._eval_factor(spec, x.dtype)
+
+            def eval_step() -> None:
+                np.multiply(x, factor, out=y)
+                if grad is not None:
+                    np.multiply(grad_out, factor, out=grad)
+
+            return eval_step
+        keep, scale, mask_shape = spec.keep_prob, self._fast_scale(spec), spec.mask_shape(x.shape)
+        kernel.prepare(mask_shape)
+
+        def step() -> None:
+            kernel.forward(x, keep, scale, mask_shape=mask_shape, out=y)
+            if grad is not None:
+                kernel.backward(grad_out, out=grad)
+
+        return step

@@ -28,9 +28,10 @@ QUICK_SIZES = (2**16, 2**22)  # one cache-resident, one memory-bound size
 SMOKE_SIZES = (2**12,)  # plain `pytest`: every case once, at the smallest size
 DEFAULT_RATE = 0.5
 DEFAULT_THREADS = 1
-"""Why 1: the NumPy APIs are single-threaded, so one thread is the only count at which every
-backend competes on equal terms; it also removes scheduler noise on shared machines. Use
-``--threads N`` for scaling; the count is recorded with every row either way."""
+"""Why 1: the baselines and most NumPy APIs are single-threaded, so one thread is the only count
+at which every backend competes on equal terms (numpy:fast follows the pinned count too); it also
+removes scheduler noise on shared machines. Use ``--threads N`` for scaling; the count is recorded
+with every row either way."""
 COMPILED_MODES = {"tensorflow": "tf.function", "mxnet": "hybridized", "jax": "jit",
                   "keras3:jax": "jit", "keras3:tensorflow": "tf.function"}
 """Backends (or single API ids, looked up first) whose prepare(compiled=True) is timed too, and what

@@ -256,7 +256,7 @@ def test_numpy_manual_backward_matches_finite_differences(rates: tuple[float, fl
 # -- training across frameworks ------------------------------------------------------------------
 # Small configuration: digits, 8 seeds, 15 epochs with dropout and 3 epochs without. The
 # dropout-off run stops at 3 epochs (18 SGD steps) because at lr 0.5 later loss spikes amplify any
-# rounding difference, NumPy float32 vs float64 included (see docs/experiments.md).
+# rounding difference, NumPy float32 vs float64 included (see results/experiments/README.md).
 SMALL = TrainSettings(epochs=15, seeds=8, off_epochs=3)
 
 

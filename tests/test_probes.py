@@ -26,7 +26,7 @@ from suite.spec import DropoutSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "results" / "probe"
-DOCS_SECTION = ROOT / "docs" / "how-the-frameworks-differ.md"
+DOCS_SECTION = ROOT / "results" / "probe" / "how-the-frameworks-differ.md"
 ONES = np.ones((4, 4), dtype=np.float32)
 
 
@@ -324,7 +324,7 @@ def test_agreement_checker_on_live_numpy_and_fake_apis(numpy_runs, faulty_report
 
 
 # ---------------------------------------------------------------------------------------------
-# The committed map (results/probe/, docs/) is the output of a real run and agrees with verify's data.
+# The committed map (results/probe/) is the output of a real run and agrees with verify's data.
 @pytest.fixture(scope="module")
 def committed() -> dict:
     return read_result(COMMITTED / "probe.json", kind="probe")

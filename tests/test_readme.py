@@ -18,6 +18,7 @@ def _quick_start_commands() -> list[str]:
 def test_quick_start_has_exactly_two_commands() -> None:
     main_job, tests = _quick_start_commands()
     assert main_job.endswith("dropbench run")
+    assert tests.endswith("pytest")
     assert "[all]" in main_job and "[all,test]" in tests
 
 

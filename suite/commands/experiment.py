@@ -1,4 +1,4 @@
-"""`dropbench experiment ensemble|train`: dropout theory, measured (see docs/experiments.md)."""
+"""`dropbench experiment ensemble|train`: dropout theory, measured (see results/experiments/README.md)."""
 from __future__ import annotations
 
 import argparse
