@@ -134,6 +134,9 @@ class BaseBackend:
                 raise Unavailable(self._import_error)
             try:
                 self._framework = self._import_framework()
+            except Unavailable as exc:  # the adapter's own reason (no GPU, package missing): as is
+                self._import_error = str(exc)
+                raise
             except Exception as exc:  # any import failure makes the backend unavailable
                 self._import_error = f"{self.modules[0]} failed to import: {type(exc).__name__}: {exc}"
                 raise Unavailable(self._import_error) from exc
@@ -231,6 +234,18 @@ class BaseBackend:
         self._check_axes(np.broadcast_to(np.float32(0), shape), spec, api)  # zero-memory stand-in
         self._require(api, spec, backward=backward)
         return shape, backward
+
+    def _gpu_prepare_args(self, shape: Sequence[int], spec: Any, api: str, direction: str,
+                          compiled: bool) -> tuple[tuple[int, ...], bool]:
+        """:meth:`_prepare_args` for GPU-only kernels: no CPU timing, no separate compiled mode."""
+        shape_, backward = self._prepare_args(shape, spec, api, direction)
+        if spec.device == "cpu":
+            raise Unsupported(f"{self.name}:{api} runs on a GPU only: no CPU timing")
+        if compiled:
+            raise Unsupported(f"{self.name}:{api}: the kernel is already compiled; no separate mode")
+        if spec.dtype not in self.api_info(api).dtypes:
+            raise Unsupported(f"{self.name}:{api} has no dtype {spec.dtype!r}")
+        return shape_, backward
 
     def prepare(self, shape: Sequence[int], spec: Any, *, api: str, direction: str,
                 compiled: bool = False) -> Callable[[], None]:

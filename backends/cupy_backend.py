@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from backends.base import ApiInfo, BaseBackend, Unavailable, Unsupported
+from backends.base import ApiInfo, BaseBackend, Unavailable
 
 _DTYPES = ("float32", "float16", "float64")
 PREPARE_INPUT_SEED = 20261126
@@ -45,13 +45,8 @@ class CupyBackend(BaseBackend):
         self._kernels: tuple[Any, Any] | None = None
 
     # -- framework: cupy and a CUDA device, with the reason when either is missing ---------
-    def framework(self) -> ModuleType:
-        if self._framework is None and self._import_error is None:
-            try:
-                self._framework = self._load()
-            except Unavailable as exc:
-                self._import_error = str(exc)
-        return super().framework()
+    def _import_framework(self) -> ModuleType:
+        return self._load()
 
     @staticmethod
     def _load() -> ModuleType:
@@ -139,13 +134,7 @@ class CupyBackend(BaseBackend):
     def prepare(self, shape: Sequence[int], spec: Any, *, api: str, direction: str,
                 compiled: bool = False) -> Callable[[], None]:
         """Forward (+ backward with the stored mask) on device arrays, then a device synchronize."""
-        shape, backward = self._prepare_args(shape, spec, api, direction)
-        if spec.device == "cpu":
-            raise Unsupported(f"{self.name}:{api} runs on a GPU only: no CPU timing")
-        if compiled:
-            raise Unsupported(f"{self.name}:{api}: an ElementwiseKernel is already compiled; no separate mode")
-        if spec.dtype not in self.api_info(api).dtypes:
-            raise Unsupported(f"{self.name}:{api} has no dtype {spec.dtype!r}")
+        shape, backward = self._gpu_prepare_args(shape, spec, api, direction, compiled)
         cupy = self.framework()
         device = cupy.cuda.Device(self._index(spec.device))
         with device:

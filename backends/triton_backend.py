@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from backends.base import ApiInfo, BaseBackend, Unavailable, Unsupported
+from backends.base import ApiInfo, BaseBackend, Unavailable
 
 _DTYPES = ("float32", "float16")
 PREPARE_INPUT_SEED = 20261126
@@ -41,13 +41,8 @@ class TritonBackend(BaseBackend):
         self._kernels: ModuleType | None = None
 
     # -- framework: triton, torch and a CUDA device, with the reason when any is missing -----
-    def framework(self) -> ModuleType:
-        if self._framework is None and self._import_error is None:
-            try:
-                self._framework = self._load()
-            except Unavailable as exc:
-                self._import_error = str(exc)
-        return super().framework()
+    def _import_framework(self) -> ModuleType:
+        return self._load()
 
     def _load(self) -> ModuleType:
         problems = []
@@ -141,13 +136,7 @@ class TritonBackend(BaseBackend):
     def prepare(self, shape: Sequence[int], spec: Any, *, api: str, direction: str,
                 compiled: bool = False) -> Callable[[], None]:
         """The kernel (and its regenerating backward) on CUDA tensors, then torch.cuda.synchronize."""
-        shape, backward = self._prepare_args(shape, spec, api, direction)
-        if spec.device == "cpu":
-            raise Unsupported(f"{self.name}:{api} runs on a GPU only: no CPU timing")
-        if compiled:
-            raise Unsupported(f"{self.name}:{api}: a Triton kernel is already compiled; no separate mode")
-        if spec.dtype not in self.api_info(api).dtypes:
-            raise Unsupported(f"{self.name}:{api} has no dtype {spec.dtype!r}")
+        shape, backward = self._gpu_prepare_args(shape, spec, api, direction, compiled)
         self.framework()
         torch = importlib.import_module("torch")
         device = torch.device(self._cuda(spec.device))

@@ -18,6 +18,17 @@ def positive_float(text: str) -> float:
     return value
 
 
+def positive_int(text: str) -> int:
+    """An integer >= 1 (thread counts, epochs, seeds counts)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
+    return value
+
+
 def writable_path(text: str) -> Path:
     """An output file whose folder exists (or can be made) and accepts a new file, checked up front."""
     path = Path(text)

@@ -311,6 +311,8 @@ def _baseline_caption(sub: "pd.DataFrame") -> str:
 
 def throughput_tables(df: "pd.DataFrame", disp: "pd.DataFrame", out_dir: Path) -> tuple[list[Table], list[Path]]:
     """Per machine x device x direction: rows (dtype, API), columns size; markdown + wide CSV."""
+    import pandas
+
     tables, files = [], []
     for (machine, device, direction), sub in disp.groupby(["machine", "device", "direction"], sort=True):
         sizes = sorted(sub["numel"].unique())
@@ -342,9 +344,7 @@ def throughput_tables(df: "pd.DataFrame", disp: "pd.DataFrame", out_dir: Path) -
         stem = out_dir / "tables" / _slug(machine) / f"{_slug(device)}-{direction}"
         stem.parent.mkdir(parents=True, exist_ok=True)
         files.append(atomic_write_text(stem.with_suffix(".md"), table.markdown(level=2)))
-        import pandas as pd
-
-        files.append(atomic_write_text(stem.with_suffix(".csv"), pd.DataFrame(csv_rows).to_csv(index=False)))
+        files.append(atomic_write_text(stem.with_suffix(".csv"), pandas.DataFrame(csv_rows).to_csv(index=False)))
     return tables, files
 
 

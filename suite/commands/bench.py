@@ -6,7 +6,7 @@ import sys
 from typing import Any
 
 from suite import table
-from suite.options import add_backend_options, writable_path
+from suite.options import add_backend_options, positive_int, writable_path
 
 NAME = "bench"
 HELP = "time forward and forward+backward of every API against copy and RNG baselines (pytest-benchmark)"
@@ -39,16 +39,6 @@ def _dtypes(text: str) -> list[str]:
     return out
 
 
-def _threads(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
-    return value
-
-
 def _rate(text: str) -> float:
     try:
         value = float(text)
@@ -71,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"{' '.join(size_label(n) for n in DEFAULT_SIZES)}; --quick "
                              f"{' '.join(size_label(n) for n in QUICK_SIZES)})")
     parser.add_argument("--dtype", nargs="+", type=_dtypes, metavar="DTYPE", help="dtypes (default float32)")
-    parser.add_argument("--threads", type=_threads, default=DEFAULT_THREADS, metavar="N",
+    parser.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS, metavar="N",
                         help=f"CPU threads every framework is pinned to (default {DEFAULT_THREADS}, the same for all)")
     parser.add_argument("--rate", type=_rate, default=DEFAULT_RATE, metavar="P", help="dropout rate (default 0.5)")
     parser.add_argument("--quick", action="store_true", help="two sizes (2^16, 2^22), few rounds: about 30-50 s for every backend on 2 cores")

@@ -10,6 +10,7 @@ from typing import Callable
 
 from suite import table
 from suite.loader import UsageError
+from suite.options import positive_int
 
 NAME = "experiment"
 HELP = "measure dropout's theory: ensemble vs. weight scaling, and the textbook MLP in every framework"
@@ -38,16 +39,6 @@ def _number_list(kind: Callable[[str], float], low: float, high: float, *, close
             values.append(v)
         return values
     return parse
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
-    return value
 
 
 def _out_dir(text: str) -> Path:
@@ -95,13 +86,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="units in the dropped layer (all 2^n masks are enumerated; n <= 16)")
     ens.add_argument("--rates", type=_number_list(float, 0.0, 1.0, closed_high=False), default="0.1,0.2,0.3,0.5,0.7,0.8,0.9",
                      metavar="LIST")
-    ens.add_argument("--nets", type=_positive_int, default=30, help="random networks per (activation, width, rate)")
+    ens.add_argument("--nets", type=positive_int, default=30, help="random networks per (activation, width, rate)")
     ens.add_argument("--mc-width", type=_number_list(int, 1, 16, count=1), default="12", metavar="N")
     ens.add_argument("--mc-rate", type=_number_list(float, 0.0, 1.0, closed_high=False, count=1), default="0.5", metavar="P")
     ens.add_argument("--ks", type=_number_list(int, 1, 1 << 20), default="1,2,4,8,16,32,64,128,256,512,1024,2048,4096",
                      metavar="LIST", help="Monte Carlo sample sizes")
-    ens.add_argument("--mc-nets", type=_positive_int, default=10)
-    ens.add_argument("--repeats", type=_positive_int, default=200, help="Monte Carlo repeats per K and network")
+    ens.add_argument("--mc-nets", type=positive_int, default=10)
+    ens.add_argument("--repeats", type=positive_int, default=200, help="Monte Carlo repeats per K and network")
     ens.add_argument("--seed", type=int, default=0)
     ens.add_argument("--out", type=_out_dir, default=DEFAULT_OUT, metavar="DIR")
     ens.add_argument("--no-plot", action="store_true")
@@ -112,18 +103,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     help="numpy, torch, tensorflow, mxnet (repeatable; default: all)")
     tr.add_argument("--data-dir", type=_data_dir, default=None, metavar="DIR",
                     help="folder with the four Fashion-MNIST IDX files (.gz or not); default: scikit-learn's 8x8 digits")
-    tr.add_argument("--epochs", type=_positive_int, default=None,
+    tr.add_argument("--epochs", type=positive_int, default=None,
                     help=f"default {DIGITS_DEFAULTS[0]} on digits (6 SGD steps per epoch), {IDX_DEFAULTS[0]} with --data-dir")
-    tr.add_argument("--seeds", type=_positive_int, default=None,
+    tr.add_argument("--seeds", type=positive_int, default=None,
                     help=f"dropout-on runs per framework; default {DIGITS_DEFAULTS[1]} on digits, {IDX_DEFAULTS[1]} with --data-dir")
     tr.add_argument("--rates", type=_number_list(float, 0.0, 1.0, closed_high=False, count=2), default="0.2,0.5",
                     metavar="P1,P2", help="dropout after hidden layer 1 and 2")
     tr.add_argument("--hidden", type=_number_list(int, 1, 1 << 16, count=2), default="256,256", metavar="H1,H2")
     tr.add_argument("--lr", type=_number_list(float, 0.0, 100.0, count=1), default="0.5", metavar="LR")
-    tr.add_argument("--batch-size", type=_positive_int, default=256)
+    tr.add_argument("--batch-size", type=positive_int, default=256)
     tr.add_argument("--timeout", type=_number_list(float, 1.0, 1e6, count=1), default="1800", metavar="S",
                     help="per-framework worker timeout")
-    tr.add_argument("--parallel", type=_positive_int, default=1, help="frameworks trained at once (timings assume 1)")
+    tr.add_argument("--parallel", type=positive_int, default=1, help="frameworks trained at once (timings assume 1)")
     tr.add_argument("--check", action="store_true", help="exit 1 when a parity check fails")
     tr.add_argument("--out", type=_out_dir, default=DEFAULT_OUT, metavar="DIR")
     tr.add_argument("--no-plot", action="store_true")

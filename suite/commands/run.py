@@ -14,7 +14,7 @@ from pathlib import Path
 from suite.jsonio import atomic_write_json, atomic_write_text
 from suite.loader import BackendRef, resolve
 from suite.machine import machine_id
-from suite.options import positive_float
+from suite.options import positive_float, positive_int
 from suite.progress import Progress, progress_bar
 
 NAME = "run"
@@ -22,21 +22,11 @@ HELP = "the main job: verify + probe + bench --quick on the CPU for every instal
 STAGES = ("verify", "probe", "bench")
 
 
-def _threads(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", action="append", default=[], metavar="NAME|module:attr",
                         help="backends to run (repeatable); default: every known backend")
     parser.add_argument("--out", metavar="DIR", help="results root (default: results/); the run goes to DIR/<machine-id>/<timestamp>/")
-    parser.add_argument("--threads", type=_threads, default=1, help="threads pinned for every framework in bench (default 1)")
+    parser.add_argument("--threads", type=positive_int, default=1, help="threads pinned for every framework in bench (default 1)")
     parser.add_argument("--timeout", type=positive_float, default=600.0, metavar="S", help="per-worker timeout")
     parser.add_argument("--skip", action="append", default=[], choices=STAGES, help="leave out a stage (repeatable)")
     parser.add_argument("--no-plots", action="store_true", help="tables only (faster report)")
