@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable
 
 from suite import __version__
 from suite.environments import launch_for
-from suite.jsonio import atomic_write_json
+from suite.jsonio import ResultFileError, atomic_write_json, read_result
 from suite.loader import BackendRef, UsageError, resolve
 from suite.timing import (BASELINE_BACKEND, DEFAULT_RATE, DEFAULT_SIZES, DEFAULT_THREADS, ENV_PLAN, ITEMSIZE,
                           QUICK_SIZES, Plan, available_memory_bytes, peak_bytes, size_label)
@@ -75,6 +75,7 @@ class BenchOptions:
     timeout: float | None = None  # per worker, seconds; None: DEFAULT_TIMEOUT_S
     rate: float = DEFAULT_RATE
     require_device: bool = False
+    resume: bool = False  # keep json_path's finished backends, run only the rest
 
     @property
     def profile(self) -> str:
@@ -84,6 +85,8 @@ class BenchOptions:
         """Defaults filled in, every value checked before any worker starts (UsageError names the value)."""
         from suite.options import validate_apis  # noqa: PLC0415
 
+        if self.resume and not self.json_path:
+            raise UsageError("--resume needs --json PATH: the result file to resume")
         if self.device not in DEVICES and not re.fullmatch(r"cuda:\d+", self.device):
             raise UsageError(f"unknown device {self.device!r}; choose cpu or cuda")
         dtypes = tuple(dict.fromkeys(self.dtypes)) or ("float32",)
@@ -219,6 +222,17 @@ class WorkerRun:
     benchmarks: list[dict[str, Any]] = field(default_factory=list)
     cases: list[dict[str, Any]] = field(default_factory=list)  # skipped / failed / interrupted cases
     reported: bool = False  # the worker's conftest wrote its backend event (it got as far as loading)
+
+    @classmethod
+    def from_payload(cls, entry: dict[str, Any], payload: dict[str, Any]) -> "WorkerRun":
+        """A backend of an earlier merged payload, as merge() wants it (for --resume)."""
+        worker = entry["worker"]
+        return cls(entry["backend"], entry["ref"], status=entry["status"], worker=worker, python=entry["python"],
+                   reason=entry["reason"], versions=entry["versions"], threads=entry["threads"],
+                   seconds=entry["seconds"],
+                   pytest_json={k: payload[k] for k in ("machine_info", "commit_info", "version") if k in payload},
+                   benchmarks=[b for b in payload["benchmarks"] if b["extra_info"].get("worker") == worker],
+                   cases=[c for c in payload["skipped"] if c.get("worker") == worker], reported=True)
 
     def backend_entry(self) -> dict[str, Any]:
         own = [b for b in self.benchmarks if b["extra_info"].get("backend") != BASELINE_BACKEND]
@@ -401,6 +415,40 @@ def _settle_status(run: WorkerRun, code: int) -> None:
 
 
 # -- the whole run -------------------------------------------------------------------------------
+RESUMABLE = ("ok", "unavailable", "skipped")  # finished backends; crash / timeout are run again
+RESUME_KEYS = ("device", "sizes", "dtypes", "threads", "quick", "rate", "apis")  # must match to mix the rows
+
+
+def resumed_runs(options: BenchOptions) -> tuple[dict[str, WorkerRun], _dt.datetime | None]:
+    """With --resume and an existing json_path: its finished backends by ref, and when it started.
+
+    UsageError when the file was made with other options (its rows would not be comparable);
+    a corrupt or foreign file raises ResultFileError.
+    """
+    if not options.resume or not options.json_path or not Path(options.json_path).exists():
+        return {}, None
+    from suite.machine import machine_id  # noqa: PLC0415
+
+    payload = read_result(options.json_path, kind="bench")
+    try:
+        previous, current = payload["run"], options.to_json()
+        for key in RESUME_KEYS:
+            now = json.loads(json.dumps(current[key]))  # tuples as the file stores them
+            if previous.get(key) != now:
+                raise UsageError(f"cannot resume {options.json_path}: it was made with {key}={previous.get(key)!r}, "
+                                 f"this run has {key}={now!r}")
+        if payload.get("machine_id") != machine_id():
+            raise UsageError(f"cannot resume {options.json_path}: it was measured on machine "
+                             f"{payload.get('machine_id')!r}, this is {machine_id()!r}")
+        kept = {entry["ref"]: WorkerRun.from_payload(entry, payload)
+                for entry in payload["backends"] if entry["status"] in RESUMABLE}
+        return kept, _dt.datetime.fromisoformat(previous["started"])
+    except UsageError:
+        raise
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:  # a file cut to our schema but not a bench run
+        raise ResultFileError(f"{options.json_path}: not a complete bench result ({type(exc).__name__}: {exc})") from exc
+
+
 def _machine_and_commit(runs: Iterable[WorkerRun]) -> tuple[dict[str, Any], dict[str, Any], str]:
     """From the first worker that wrote them; generated here when every worker failed."""
     for run in runs:
@@ -450,21 +498,30 @@ def run_bench(options: BenchOptions, progress: Progress | None = None, parts_dir
     refs = resolve(list(options.backends))
     if not BENCH_FILE.exists():
         raise UsageError(f"benchmark module {BENCH_FILE} not found: run dropbench from a source checkout")
-    started = _dt.datetime.now(_dt.timezone.utc)
+    kept, resumed_start = resumed_runs(options)
+    kept = {ref.name: kept[ref.name] for ref in refs if ref.name in kept}  # only backends asked for this time
+    if options.resume and progress:
+        progress(f"resumed: kept {len(kept)} backend(s) from {options.json_path}")
+    started = resumed_start or _dt.datetime.now(_dt.timezone.utc)
     runs: list[WorkerRun] = []
     with tempfile.TemporaryDirectory(prefix="dropbench-bench-") as tmp:
         parts = Path(parts_dir) if parts_dir else (Path(f"{options.json_path}.parts") if options.json_path else Path(tmp))
         parts.mkdir(parents=True, exist_ok=True)
         for index, ref in enumerate(refs, 1):
-            if progress:
-                progress(f"{ref.name}: starting worker ({index}/{len(refs)})")
-            run = run_worker(ref, options, parts, progress)
-            runs.append(run)
-            if progress:
-                entry = run.backend_entry()
-                progress(f"{ref.name}: {run.status} - {entry['benchmarks']} benchmarks, {entry['baselines']} baselines, "
-                         f"{entry['skipped']} skipped, {entry['errors']} errors in {run.seconds:.1f} s"
-                         + (f" ({run.reason})" if run.reason else ""))
+            if ref.name in kept:
+                runs.append(kept[ref.name])
+                if index < len(refs):
+                    continue  # nothing new to write yet
+            else:
+                if progress:
+                    progress(f"{ref.name}: starting worker ({index}/{len(refs)})")
+                run = run_worker(ref, options, parts, progress)
+                runs.append(run)
+                if progress:
+                    entry = run.backend_entry()
+                    progress(f"{ref.name}: {run.status} - {entry['benchmarks']} benchmarks, {entry['baselines']} "
+                             f"baselines, {entry['skipped']} skipped, {entry['errors']} errors in {run.seconds:.1f} s"
+                             + (f" ({run.reason})" if run.reason else ""))
             payload = merge(options, runs, started, complete=index == len(refs))
             if options.json_path:
                 atomic_write_json(options.json_path, payload)

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -125,6 +126,7 @@ def test_parse_size_rejects(text) -> None:
         (["--backend", "caffe"], "caffe"),
         (["--api", "torch:nope"], "torch:nope"),
         (["--json", "/proc/nope/x.json"], "/proc/nope/x.json"),
+        (["--resume"], "--resume needs --json"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(args, named) -> None:
@@ -327,3 +329,50 @@ def test_pytest_benchmark_only_runs_despite_addopts_disable(tmp_path) -> None:
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     names = {b["extra_info"]["api"] for b in json.loads(out.read_text())["benchmarks"]}
     assert names == {"fakeplug:scale", "baseline:copy", "baseline:rng32"}
+
+
+# -- --resume ---------------------------------------------------------------------------------------
+def test_resume_reruns_only_unfinished_backends(tmp_path) -> None:
+    out = tmp_path / "bench.json"
+    first_seen: list[str] = []
+    crash, timed = "tests.test_bench:CrashOnBackward", "tests.test_bench:TimedPlugin"
+    options = BenchOptions(backends=("numpy", crash), sizes=(2**12,), quick=True, json_path=str(out), resume=True)
+    first = run_bench(options, first_seen.append)  # no file yet: --resume runs everything
+    assert f"resumed: kept 0 backend(s) from {out}" in first_seen
+    assert [(b["backend"], b["status"]) for b in first["backends"]] == [("numpy", "ok"), ("crashy", "crash")]
+
+    seen: list[str] = []
+    payload = run_bench(replace(options, backends=("numpy", crash, timed)), seen.append)
+    assert f"resumed: kept 1 backend(s) from {out}" in seen
+    started = [line.split(": starting worker ")[0] for line in seen if ": starting worker " in line]
+    assert started == [crash, timed]  # crashy ran again, fakeplug for the first time, numpy not at all
+    assert [(b["backend"], b["status"]) for b in payload["backends"]] == [
+        ("numpy", "ok"), ("crashy", "crash"), ("fakeplug", "ok")]
+    assert payload["backends"][0] == first["backends"][0]
+
+    def rows(p, worker):
+        return [b for b in p["benchmarks"] if b["extra_info"]["worker"] == worker]
+
+    assert rows(payload, "numpy") == rows(first, "numpy") and rows(first, "numpy")  # the very same timings
+    assert rows(payload, "fakeplug") and len(rows(payload, "crashy")) == len(rows(first, "crashy"))
+    crashes = [c for c in payload["skipped"] if c["status"] == "crash"]
+    assert len(crashes) == 1 and crashes[0]["worker"] == "crashy"  # the old crash replaced, not added
+    assert payload["run"]["started"] == first["run"]["started"] and payload["run"]["complete"]
+    assert read_result(out, kind="bench") == json.loads(json.dumps(payload, default=str))
+    assert exit_code(payload) == 1
+
+    before = out.read_bytes()
+    proc = dropbench("bench", "--backend", "numpy", "--sizes", "2^13", "--quick", "--json", str(out), "--resume")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert "sizes=[4096]" in line and "sizes=[8192]" in line, line
+    assert out.read_bytes() == before  # a refused resume leaves the file alone
+
+
+def test_resume_refuses_a_corrupt_file(tmp_path) -> None:
+    out = tmp_path / "bench.json"
+    out.write_text('{"schema": 1, "kind": "bench", "benchm')
+    proc = dropbench("bench", "--backend", "numpy", "--sizes", "2^12", "--quick", "--json", str(out), "--resume")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert str(out) in line and "not valid JSON" in line, line

@@ -67,6 +67,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="two sizes (2^16, 2^22), few rounds: about 30-50 s for every backend on 2 cores")
     parser.add_argument("--json", type=writable_path, metavar="PATH",
                         help="merged result file (default results/<machine-id>/bench-<time>.json)")
+    parser.add_argument("--resume", action="store_true",
+                        help="with --json PATH: keep the backends that file already finished (ok, unavailable, "
+                             "skipped) and run only the others; the options must match the file's")
     parser.add_argument("--require-device", action="store_true",
                         help="exit 1 when nothing could be timed on --device (default: skip with the reason)")
 
@@ -87,7 +90,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
     dtypes = tuple(d for group in (args.dtype or [["float32"]]) for d in group)
     options = BenchOptions(backends=tuple(args.backend), apis=tuple(args.api), device=args.device, sizes=sizes,
                            dtypes=dtypes, threads=args.threads, quick=args.quick, timeout=args.timeout,
-                           rate=args.rate, require_device=args.require_device,
+                           rate=args.rate, require_device=args.require_device, resume=args.resume,
                            json_path=str(args.json) if args.json else None)
     return options.validated()
 
