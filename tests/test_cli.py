@@ -72,3 +72,17 @@ def test_result_files_are_validated(tmp_path) -> None:
         path.write_text(text)
         with pytest.raises(ResultFileError, match=name):
             read_result(path, kind="verify")
+
+
+def test_cli_and_adapters_import_no_framework() -> None:
+    """The suite must not import a framework at module level; only an adapter does, when used."""
+    code = (
+        "import sys, suite.cli as c, backends, importlib\n"
+        "c.build_parser(c._commands())\n"
+        "[importlib.import_module(ref.split(':')[0]) for ref in backends.BUILTIN.values()]\n"
+        "print(','.join(m for m in ('torch', 'tensorflow', 'mxnet', 'jax', 'keras', 'tf_keras', 'cupy', 'triton',"
+        " 'pandas', 'matplotlib') if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == ""
