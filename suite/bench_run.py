@@ -32,11 +32,11 @@ from typing import Any, Callable, Iterable
 
 from suite import __version__
 from suite.environments import launch_for
-from suite.jsonio import ResultFileError, atomic_write_json, read_result
+from suite.jsonio import ResultFileError, atomic_write_json, read_jsonl, read_result
 from suite.loader import BackendRef, UsageError, resolve
 from suite.timing import (BASELINE_BACKEND, DEFAULT_RATE, DEFAULT_SIZES, DEFAULT_THREADS, ENV_PLAN, ITEMSIZE,
                           QUICK_SIZES, Plan, available_memory_bytes, peak_bytes, size_label)
-from suite.worker import describe_exit, worker_env
+from suite.worker import describe_exit, tail_text, worker_env
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH_FILE = REPO_ROOT / "tests" / "benchmarks" / "test_bench_dropout.py"
@@ -248,25 +248,11 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    events = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            events.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line cut short by a crash
-    return events
-
-
 def _tail(path: Path, lines: int = 8) -> str:
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        return tail_text(path.read_text(encoding="utf-8", errors="replace"), lines, 1000)
     except OSError:
         return ""
-    kept = [line for line in text.strip().splitlines() if line.strip()][-lines:]
-    return " | ".join(kept)[-1000:]
 
 
 def pytest_command(part_json: Path, profile: str, python: str | None = None) -> list[str]:
@@ -352,7 +338,7 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 def _collect(run: WorkerRun, part_json: Path, outcomes: Path) -> None:
     """Benchmarks from pytest-benchmark's JSON, else salvaged from the per-case outcome log."""
-    events = _read_jsonl(outcomes)
+    events = read_jsonl(outcomes)
     salvaged: dict[str, dict[str, Any]] = {}
     for event in events:
         if event.get("event") == "backend":

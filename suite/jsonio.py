@@ -59,3 +59,17 @@ def read_result(path: str | os.PathLike[str], kind: str | None = None) -> dict[s
     if kind is not None and payload.get("kind") != kind:
         raise ResultFileError(f"{source}: a {payload.get('kind')!r} file, expected {kind!r}")
     return payload
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> list[Any]:
+    """The complete lines of a JSON-lines log a worker appends to; a line cut short by a crash is skipped."""
+    source = Path(path)
+    if not source.exists():
+        return []
+    entries = []
+    for line in source.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return entries

@@ -30,6 +30,7 @@ from backends.base import Unsupported, api_info
 from suite import __version__
 from suite import probes
 from suite.environments import declaration
+from suite.jsonio import read_jsonl
 from suite.loader import BackendRef
 from suite.machine import machine_facts, machine_id
 from suite.probes import Case
@@ -168,13 +169,7 @@ class BackendRun:
 
 def _read_journal(path: Path) -> tuple[dict[str, Any] | None, list[Pair], list[dict[str, Any]]]:
     header, started, done = None, [], []
-    if not path.exists():
-        return header, started, done
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by the crash
+    for entry in read_jsonl(path):
         if "header" in entry:
             header = entry["header"]
         elif "start" in entry:

@@ -50,9 +50,10 @@ def worker_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def _tail(text: str, lines: int = 6) -> str:
+def tail_text(text: str, lines: int = 6, limit: int = 800) -> str:
+    """The last non-blank lines of a worker's output on one line: the evidence kept for a crash."""
     kept = [line for line in text.strip().splitlines() if line.strip()][-lines:]
-    return " | ".join(kept)[-800:]
+    return " | ".join(kept)[-limit:]
 
 
 def describe_exit(code: int) -> str:
@@ -78,9 +79,9 @@ def run_in_worker(task: str, ref: str, options: dict[str, Any], *, timeout: floa
                                   env=worker_env({**launch.env, **(env or {})}), stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired as exc:
             stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
-            return WorkerResult("timeout", None, f"no result after {timeout:g} s; stderr: {_tail(stderr)}")
+            return WorkerResult("timeout", None, f"no result after {timeout:g} s; stderr: {tail_text(stderr)}")
         if proc.returncode != 0 or not out.exists():
-            return WorkerResult("crash", None, f"worker {describe_exit(proc.returncode)}; stderr: {_tail(proc.stderr)}")
+            return WorkerResult("crash", None, f"worker {describe_exit(proc.returncode)}; stderr: {tail_text(proc.stderr)}")
         try:
             return WorkerResult("ok", read_result(out, kind="worker"), "")
         except ResultFileError as exc:
