@@ -4,6 +4,12 @@ NumPy has no autograd, so backward is written by hand: the gradient of sum(y * g
 g times the same mask and scale as the forward pass. ``reference`` and ``d2l-scratch`` are
 the yardsticks and stay as written; ``fast`` (backends/numpy_fast.py) is the tuned kernel:
 same spec, its own random stream, a stored mask that backward reuses.
+
+``fast.channel1d`` / ``fast.channel2d`` are the same kernel pinned to torch's Dropout1d / Dropout2d
+layouts ((N, C, L) and (N, C, H, W), one mask value per channel). ``fast`` already does that
+through ``broadcast_axes``; the pinned ids exist so that a benchmark compares channel dropout
+with channel dropout (one random draw per 64 or 256 elements is a different amount of work
+from one per element) and the conformance checks run the kernel's per-row path in those layouts.
 """
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from backends.base import CAPABILITIES, ApiInfo, BaseBackend, Unsupported
+from backends.base import CAPABILITIES, ApiInfo, BaseBackend, Layout, Unsupported
 from backends.numpy_fast import FastDropout, threads_from_env
 
 _DTYPES = ("float32", "float16", "float64")
@@ -22,13 +28,15 @@ PREPARE_INPUT_SEED = 20261126
 
 class NumpyBackend(BaseBackend):
     name = "numpy"
-    apis = ("reference", "d2l-scratch", "fast")
+    apis = ("reference", "d2l-scratch", "fast", "fast.channel1d", "fast.channel2d")
     modules = ("numpy",)
     infos = {
         "reference": ApiInfo(capabilities=CAPABILITIES, dtypes=_DTYPES),
         # d2l's dropout_layer(X, dropout) is a bare function: no eval mode, no axes, no vanilla.
         "d2l-scratch": ApiInfo(capabilities=frozenset({"seed", "backward"}), dtypes=_DTYPES),
         "fast": ApiInfo(capabilities=CAPABILITIES, dtypes=_DTYPES),
+        "fast.channel1d": ApiInfo(capabilities=CAPABILITIES, dtypes=_DTYPES, layout=Layout(ndim=3, broadcast_axes=(2,))),
+        "fast.channel2d": ApiInfo(capabilities=CAPABILITIES, dtypes=_DTYPES, layout=Layout(ndim=4, broadcast_axes=(2, 3))),
     }
 
     def __init__(self, threads: int | None = None) -> None:
@@ -39,7 +47,8 @@ class NumpyBackend(BaseBackend):
         self._kernel: FastDropout | None = None
 
     def _impl(self, api: str):
-        return {"reference": self._reference, "d2l-scratch": self._d2l, "fast": self._fast}[api]
+        impls = {"reference": self._reference, "d2l-scratch": self._d2l}
+        return impls.get(api, self._fast)  # fast and its channel-layout ids
 
     # reference -----------------------------------------------------------
     def _reference(self, x: np.ndarray, grad_out: np.ndarray | None, spec: Any):
@@ -129,7 +138,7 @@ class NumpyBackend(BaseBackend):
         rng = np.random.default_rng(PREPARE_INPUT_SEED)
         x = rng.standard_normal(shape).astype(spec.dtype)
         grad_out = rng.standard_normal(shape).astype(spec.dtype) if backward else None
-        if api == "fast":
+        if api.startswith("fast"):
             return self._prepare_fast(x, grad_out, spec)
         impl = self._impl(api)
         if spec.seed is not None:  # seed once, as a seeded call of that API does
@@ -160,7 +169,7 @@ class NumpyBackend(BaseBackend):
 
             return eval_step
         keep, scale, mask_shape = spec.keep_prob, self._fast_scale(spec), spec.mask_shape(x.shape)
-        kernel.prepare(mask_shape)
+        kernel.prepare(x.shape, mask_shape)
 
         def step() -> None:
             kernel.forward(x, keep, scale, mask_shape=mask_shape, out=y)

@@ -40,6 +40,7 @@ import math
 import os
 import sys
 import threading
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -160,6 +161,60 @@ class MaskStream:
         return out
 
 
+UNBUFFERED_MIN_INNER = 128
+"""Rows at least this long are multiplied with NumPy's buffering off; shorter ones fill-then-multiply."""
+
+
+def row_split(shape: Sequence[int], mask_shape: Sequence[int]) -> tuple[int, int] | None:
+    """(rows, inner) when the mask varies over leading axes only and is 1 over the rest, else None.
+
+    That is channel dropout's mask ((N, C, 1, 1) for (N, C, H, W)): x is then a (rows, inner)
+    matrix and the mask one value per row.
+    """
+    shape, mask_shape = tuple(shape), tuple(mask_shape)
+    if len(shape) != len(mask_shape) or 0 in shape:
+        return None
+    lead = len(shape)
+    while lead > 0 and mask_shape[lead - 1] == 1:
+        lead -= 1
+    if mask_shape[:lead] != shape[:lead]:
+        return None
+    rows = math.prod(shape[:lead])
+    return rows, math.prod(shape) // rows
+
+
+@contextmanager
+def _unbuffered(inner: int):
+    """NumPy's ufunc buffer no longer than a row, so a row-broadcast multiply runs row by row.
+
+    With the default 8192-element buffer, a (rows, inner) * (rows, 1) multiply with inner < 8192
+    copies both operands through the buffer and runs at ~2x the time of a scalar multiply; with a
+    buffer of at most ``inner`` elements the iterator hands each whole row to the SIMD loop.
+    (The buffer size is per thread, so each worker sets and restores its own.)
+    """
+    old = np.setbufsize(max(16, inner - inner % 16))
+    try:
+        yield
+    finally:
+        np.setbufsize(old)
+
+
+def multiply_rows(src: np.ndarray, column: np.ndarray, dst: np.ndarray) -> None:
+    """dst = src * column for a (rows, inner) ``src`` and a (rows, 1) ``column``, bit for bit.
+
+    Long rows: one unbuffered broadcast multiply. Short rows (Dropout1d's 64) would spend more on
+    per-row loop calls than on the data, so the column is first broadcast into dst (a plain fill)
+    and then multiplied by src in place: x * m and m * x are the same IEEE product.
+    """
+    inner = src.shape[1]
+    if inner >= UNBUFFERED_MIN_INNER:
+        with _unbuffered(inner):
+            np.multiply(src, column, out=dst)
+    else:
+        np.copyto(dst, column)
+        np.multiply(dst, src, out=dst)
+
+
 class FastDropout:
     """Train-mode dropout y = x * m * scale with a stored mask for :meth:`backward`.
 
@@ -182,6 +237,7 @@ class FastDropout:
         self._mask_shape: tuple[int, ...] | None = None
         self._x_shape: tuple[int, ...] | None = None
         self._scale: tuple[np.ndarray, np.dtype] | None = None  # scale's bits and the dtype of the last forward
+        self._shared_multiplier = np.empty(0)  # where(m, scale, 0) of the last shared (broadcast) mask
 
     def reseed(self, seed: int | None) -> None:
         self.stream.reseed(seed)
@@ -240,18 +296,44 @@ class FastDropout:
         bits.flags.writeable = False
         return bits
 
-    def prepare(self, shape: Sequence[int]) -> None:
+    def prepare(self, shape: Sequence[int], mask_shape: Sequence[int] | None = None) -> None:
         """Allocate and touch everything a forward/backward of ``shape`` needs, outside timing."""
-        numel = math.prod(int(n) for n in shape)
-        self.stream.prepare(numel)
-        self._mask_buffer(numel).fill(False)
-        workers = self._workers(-(-numel // BLOCK))
+        shape = tuple(int(n) for n in shape)
+        numel = math.prod(shape)
+        mask_numel = numel if mask_shape is None else math.prod(int(n) for n in mask_shape)
+        self.stream.prepare(mask_numel)
+        self._mask_buffer(mask_numel).fill(False)
+        workers = self._workers(-(-numel // BLOCK))  # a shared mask's rows are spread over as many workers
         for slot in range(workers):
             self._slot(slot)
         if workers > 1:  # start the worker threads now: the pool spawns them on demand
             pool, barrier = self._ensure_pool(), threading.Barrier(workers)
             for future in [pool.submit(barrier.wait, 10.0) for _ in range(workers)]:
                 future.result()  # each task waits for all the others, so each runs on its own thread
+
+    def _apply_shared(self, src: np.ndarray, dst: np.ndarray) -> None:
+        """dst = src * multiplier of the last shared mask, broadcast over src (see :func:`row_split`).
+
+        A mask that varies over leading axes only (channel dropout: (N, C, 1, 1)) is one
+        multiplier per row of a (rows, inner) view; rows are cut into blocks of about
+        :data:`BLOCK` elements that the workers share. Any other mask shape is one NumPy broadcast.
+        """
+        mask_shape = self._mask_shape
+        multiplier = self._shared_multiplier.reshape(mask_shape)
+        split = row_split(src.shape, mask_shape)
+        if split is None:
+            np.multiply(src, multiplier, out=dst)
+            return
+        rows, inner = split
+        src2, dst2, column = src.reshape(rows, inner), dst.reshape(rows, inner), multiplier.reshape(rows, 1)
+        per_block = max(1, BLOCK // inner)
+
+        def work(first: int, stop: int, slot: int) -> None:
+            for block in range(first, stop):
+                part = slice(block * per_block, min(rows, (block + 1) * per_block))
+                multiply_rows(src2[part], column[part], dst2[part])
+
+        self._run(-(-rows // per_block), work)
 
     # -- the two passes -------------------------------------------------------------
     def forward(self, x: np.ndarray, keep: float, scale: float, *, mask_shape: Sequence[int] | None = None,
@@ -271,8 +353,8 @@ class FastDropout:
         mask = self._mask_buffer(numel)
         if mask_shape != tuple(x.shape):  # shared mask: small, drawn serially, applied by broadcasting
             self.stream.fill(keep, mask)
-            raw = np.empty(numel * 8, dtype=np.uint8)
-            np.multiply(x, self._multiplier(mask, scale_bits, dtype, raw).reshape(mask_shape), out=y)
+            self._shared_multiplier = self._multiplier(mask, scale_bits, dtype, np.empty(numel * 8, dtype=np.uint8))
+            self._apply_shared(x, y)
             return y
         xf, yf = x.reshape(-1), y.reshape(-1)  # yf is a view: y is C-contiguous
 
@@ -302,8 +384,7 @@ class FastDropout:
             raise ValueError(f"out must be a C-contiguous {dtype} array of shape {grad_out.shape}")
         mask, multiplier = self._mask, self._multiplier
         if self._mask_shape != self._x_shape:
-            raw = np.empty(mask.size * 8, dtype=np.uint8)
-            np.multiply(grad_out, multiplier(mask, scale_bits, dtype, raw).reshape(self._mask_shape), out=grad)
+            self._apply_shared(grad_out, grad)
             return grad
         gf, of = grad_out.reshape(-1), grad.reshape(-1)
         numel = mask.size

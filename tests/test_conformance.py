@@ -9,7 +9,7 @@ from suite.loader import api_ids, resolve
 from suite.verify import VerifyReport, run_verify
 
 API_IDS = [
-    "numpy:reference", "numpy:d2l-scratch", "numpy:fast",
+    "numpy:reference", "numpy:d2l-scratch", "numpy:fast", "numpy:fast.channel1d", "numpy:fast.channel2d",
     "torch:F.dropout", "torch:nn.Dropout", "torch:nn.Dropout1d", "torch:nn.Dropout2d", "torch:d2l-scratch",
     "tensorflow:tf.nn.dropout", "tensorflow:compat.v1.nn.dropout", "tensorflow:keras.layers.Dropout",
     "tensorflow:tf_keras.layers.Dropout", "tensorflow:DropoutWrapper", "tensorflow:stateless_dropout",

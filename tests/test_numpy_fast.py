@@ -7,6 +7,7 @@ docstring) with plain SFC64 calls, so a change to the kernel that changes masks 
 from __future__ import annotations
 
 import hashlib
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 
 from backends.base import Unsupported
 from backends.numpy_backend import NumpyBackend
-from backends.numpy_fast import BLOCK, FastDropout, MaskStream, keep_threshold
+from backends.numpy_fast import BLOCK, UNBUFFERED_MIN_INNER, FastDropout, MaskStream, keep_threshold, row_split
 from suite.conformance import check_api
 from suite.spec import DropoutSpec
 from suite.stats import binomial_interval
@@ -173,6 +174,50 @@ def test_shared_mask_is_broadcast_forward_and_backward() -> None:
     np.testing.assert_array_equal(kernel.backward(x), y)  # grad_out = x gives the same product
 
 
+@pytest.mark.parametrize(("shape", "mask_shape", "split"), [
+    ((1024, 16, 16, 16), (1024, 16, 1, 1), (16384, 256)),  # Dropout2d's layout
+    ((4, 64, 64), (4, 64, 1), (256, 64)),                  # Dropout1d's layout
+    ((8, 5, 6), (8, 5, 1), (40, 6)),
+    ((3, 1, 5), (3, 1, 1), (3, 5)),
+    ((8, 5, 6), (8, 1, 6), None),                          # varies after a shared axis: not rows
+    ((8, 5, 6), (1, 5, 6), None),
+    ((0, 4, 4), (0, 4, 1), None),
+])
+def test_row_split_finds_masks_that_vary_over_leading_axes_only(shape, mask_shape, split) -> None:
+    assert row_split(shape, mask_shape) == split
+
+
+@pytest.mark.parametrize("inner_axes", [(8, 2 * UNBUFFERED_MIN_INNER), (8, 8)])  # unbuffered rows, fill-then-multiply
+@pytest.mark.parametrize("threads", [1, 2])
+def test_row_broadcast_is_the_reference_formula_bit_for_bit(inner_axes: tuple[int, int], threads: int) -> None:
+    shape = (BLOCK // 64 + 3, *inner_axes)  # several row blocks, the last one partial
+    mask_shape = (shape[0], 1, 1)
+    rng = np.random.default_rng(7)
+    x, grad_out = rng.normal(size=shape).astype(np.float32), rng.normal(size=shape).astype(np.float32)
+    x[0, 0, :4] = [np.nan, np.inf, -np.inf, -0.0]
+    x[-1] *= -1
+    kernel = FastDropout(seed=8, threads=threads)
+    bufsize = np.getbufsize()
+    with np.errstate(invalid="ignore"):
+        y = kernel.forward(x, 0.7, 1 / 0.7, mask_shape=mask_shape)
+        multiplier = (kernel.mask * (1 / 0.7)).astype(np.float32)
+        expected = x * multiplier
+    assert 0 < kernel.mask.mean() < 1
+    np.testing.assert_array_equal(y.view(np.uint32), expected.view(np.uint32))
+    np.testing.assert_array_equal(kernel.backward(grad_out).view(np.uint32), (grad_out * multiplier).view(np.uint32))
+    assert np.getbufsize() == bufsize  # the unbuffered multiply restores NumPy's buffer size
+
+
+def test_row_broadcast_mask_does_not_depend_on_thread_count() -> None:
+    x = np.ones((BLOCK // 16, 4, 4), np.float32)
+    masks = []
+    for threads in (1, 2, 3):
+        kernel = FastDropout(seed=9, threads=threads)
+        kernel.forward(x, 0.5, 2.0, mask_shape=(x.shape[0], 1, 1))
+        masks.append(kernel.mask.copy())
+    assert all(np.array_equal(masks[0], m) for m in masks[1:])
+
+
 def test_out_must_fit() -> None:
     x = np.ones((4, 6), np.float32)
     kernel = FastDropout(seed=0)
@@ -183,19 +228,30 @@ def test_out_must_fit() -> None:
 
 
 # -- the adapter -----------------------------------------------------------------------------
-def test_fast_passes_every_conformance_check() -> None:
-    records = check_api(NumpyBackend(threads=2), "fast")
+@pytest.mark.parametrize("api", ["fast", "fast.channel1d", "fast.channel2d"])
+def test_fast_passes_every_conformance_check(api: str) -> None:
+    records = check_api(NumpyBackend(threads=2), api)
     bad = [f"{r.check}: {r.status}: {r.detail}" for r in records if r.status != "pass"]
     assert not bad, "\n".join(bad)
     assert any(r.check.startswith("gradient/") for r in records)
-    assert any(r.check.startswith("broadcast-shared/") for r in records)
+    shared = "broadcast-shared/" if api == "fast" else "mask-shared/"  # a fixed layout is checked as shared
+    assert any(r.check.startswith(shared) for r in records)
+
+
+def _timing_input(backend: NumpyBackend, api: str, dims: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """A shape and broadcast axes the API takes: its fixed channel layout, else 2-d element-wise."""
+    layout = backend.api_info(api).layout
+    if layout is None:
+        return (dims[0], math.prod(dims[1:])), ()
+    return dims[: layout.ndim - 1] + (math.prod(dims[layout.ndim - 1:]),), layout.broadcast_axes
 
 
 @pytest.mark.parametrize("api", NumpyBackend.apis)
 @pytest.mark.parametrize("direction", ["forward", "forward_backward"])
 def test_prepare_gives_a_step(api: str, direction: str) -> None:
     backend = NumpyBackend(threads=2)
-    step = backend.prepare((3, BLOCK), DropoutSpec(rate=0.1, seed=5), api=api, direction=direction)
+    shape, axes = _timing_input(backend, api, (3, 8, 4, BLOCK // 32))
+    step = backend.prepare(shape, DropoutSpec(rate=0.1, seed=5, broadcast_axes=axes), api=api, direction=direction)
     assert step() is None
     step()
 
@@ -213,11 +269,13 @@ def test_prepare_fast_applies_the_seed_once() -> None:
 @pytest.mark.parametrize("api", NumpyBackend.apis)
 def test_prepare_refuses_what_numpy_cannot_time(api: str) -> None:
     backend = NumpyBackend(threads=1)
+    shape, axes = _timing_input(backend, api, (2, 2, 2, 2))
+    spec = DropoutSpec(broadcast_axes=axes)
     with pytest.raises(Unsupported, match="compiled"):
-        backend.prepare((16,), DropoutSpec(), api=api, direction="forward", compiled=True)
+        backend.prepare(shape, spec, api=api, direction="forward", compiled=True)
     with pytest.raises(Unsupported, match="bfloat16"):
-        backend.prepare((16,), DropoutSpec(dtype="bfloat16"), api=api, direction="forward")
+        backend.prepare(shape, spec.replace(dtype="bfloat16"), api=api, direction="forward")
     with pytest.raises(Unsupported):
-        backend.prepare((16,), DropoutSpec(device="cuda"), api=api, direction="forward")
+        backend.prepare(shape, spec.replace(device="cuda"), api=api, direction="forward")
     with pytest.raises(ValueError, match="direction"):
-        backend.prepare((16,), DropoutSpec(), api=api, direction="backward")
+        backend.prepare(shape, spec, api=api, direction="backward")
