@@ -21,6 +21,11 @@ Why it is fast (measurements in results/numpy-fast/README.md):
 * **Threads**: blocks are spread over a persistent thread pool; NumPy releases the GIL
   inside ``random_raw``, ufunc loops, casts and ``nonzero``, so the threads really overlap.
 * **Stored bool mask** (1 byte per element) for the backward pass, which reuses it.
+* **Shared masks** (channel dropout, TF's noise_shape) draw only the small mask, serially, and
+  apply it in one pass. A mask that varies over leading axes only, like (N, C, 1, 1), makes x a
+  (rows, inner) matrix with one multiplier per row; NumPy's default 8192-element ufunc buffer
+  would copy both operands of that broadcast (~2x a scalar multiply), so long rows are multiplied
+  with the buffer shrunk to the row (:func:`multiply_rows`), short rows by fill-then-multiply.
 
 The random stream (stable: same seed -> same mask on every machine, process and thread count):
 
@@ -202,17 +207,22 @@ def _unbuffered(inner: int):
 def multiply_rows(src: np.ndarray, column: np.ndarray, dst: np.ndarray) -> None:
     """dst = src * column for a (rows, inner) ``src`` and a (rows, 1) ``column``, bit for bit.
 
-    Long rows: one unbuffered broadcast multiply. Short rows (Dropout1d's 64) would spend more on
-    per-row loop calls than on the data, so the column is first broadcast into dst (a plain fill)
-    and then multiplied by src in place: x * m and m * x are the same IEEE product.
+    Long rows: one unbuffered broadcast multiply over all of them. Short rows (Dropout1d's 64)
+    would spend more on per-row loop calls than on the data, so block by block (~BLOCK
+    elements, which stay in L2) the column is broadcast into dst (a plain fill) and dst is then
+    multiplied by src in place: x * m and m * x are the same IEEE product.
     """
-    inner = src.shape[1]
+    rows, inner = src.shape
     if inner >= UNBUFFERED_MIN_INNER:
         with _unbuffered(inner):
             np.multiply(src, column, out=dst)
-    else:
-        np.copyto(dst, column)
-        np.multiply(dst, src, out=dst)
+        return
+    per_block = max(1, BLOCK // inner)
+    for start in range(0, rows, per_block):
+        part = slice(start, start + per_block)
+        block = dst[part]
+        np.copyto(block, column[part])
+        np.multiply(block, src[part], out=block)
 
 
 class FastDropout:
@@ -315,8 +325,10 @@ class FastDropout:
         """dst = src * multiplier of the last shared mask, broadcast over src (see :func:`row_split`).
 
         A mask that varies over leading axes only (channel dropout: (N, C, 1, 1)) is one
-        multiplier per row of a (rows, inner) view; rows are cut into blocks of about
-        :data:`BLOCK` elements that the workers share. Any other mask shape is one NumPy broadcast.
+        multiplier per row of a (rows, inner) view; each worker takes one contiguous range of
+        rows (no random numbers are drawn here, so there is nothing to keep in cache across
+        passes, and every extra NumPy call costs a few microseconds). Any other mask shape is
+        one NumPy broadcast.
         """
         mask_shape = self._mask_shape
         multiplier = self._shared_multiplier.reshape(mask_shape)
@@ -326,14 +338,14 @@ class FastDropout:
             return
         rows, inner = split
         src2, dst2, column = src.reshape(rows, inner), dst.reshape(rows, inner), multiplier.reshape(rows, 1)
-        per_block = max(1, BLOCK // inner)
+        parts = self._workers(-(-src.size // BLOCK))
 
         def work(first: int, stop: int, slot: int) -> None:
-            for block in range(first, stop):
-                part = slice(block * per_block, min(rows, (block + 1) * per_block))
-                multiply_rows(src2[part], column[part], dst2[part])
+            for part in range(first, stop):
+                span = slice(rows * part // parts, rows * (part + 1) // parts)
+                multiply_rows(src2[span], column[span], dst2[span])
 
-        self._run(-(-rows // per_block), work)
+        self._run(parts, work)
 
     # -- the two passes -------------------------------------------------------------
     def forward(self, x: np.ndarray, keep: float, scale: float, *, mask_shape: Sequence[int] | None = None,
