@@ -79,6 +79,7 @@ class BenchOptions:
     rate: float = DEFAULT_RATE
     require_device: bool = False
     resume: bool = False  # keep json_path's finished backends, run only the rest
+    bare_loop: bool = False  # also time every case and baseline with a bare loop in the same process (harness overhead)
 
     @property
     def profile(self) -> str:
@@ -280,7 +281,7 @@ def run_worker(ref: BackendRef, options: BenchOptions, parts: Path, progress: Pr
     read_fd, write_fd = os.pipe()
     plan = Plan(backends=((ref.name, ref.ref),), sizes=options.sizes, dtypes=options.dtypes,
                 devices=(options.device,), apis=tuple(options.apis), rate=options.rate, threads=options.threads,
-                worker=ref.name, outcomes=str(outcomes), progress_fd=write_fd)
+                worker=ref.name, outcomes=str(outcomes), progress_fd=write_fd, bare_loop=options.bare_loop)
     extra = {**thread_env(options.threads), ENV_PLAN: plan.to_env(), "PYTHONUNBUFFERED": "1"}
     if options.device != "cpu":
         # GPU baselines use torch/cupy inside every worker: TensorFlow must not grab all GPU memory first.

@@ -16,6 +16,8 @@ import json
 import math
 import os
 import re
+import statistics
+import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Mapping, Sequence
 
@@ -139,6 +141,7 @@ class Plan:
     threads: int | None = None
     worker: str = "pytest"
     baselines: bool = True
+    bare_loop: bool = False  # also time each API case with bare_loop() after pytest-benchmark (harness overhead)
     outcomes: str | None = None  # JSON-lines file for per-case outcomes (dropbench bench sets it)
     progress_fd: int | None = None  # pipe for live progress lines (dropbench bench sets it)
 
@@ -330,3 +333,35 @@ def extra_info(case: Case | BaselineCase, *, shape: Sequence[int], rate: float |
 def group_name(numel: int, dtype: str, device: str) -> str:
     """pytest-benchmark group: every row that shares size, dtype and device (baselines included)."""
     return f"{size_label(numel)} {dtype} {device}"
+
+
+BARE_LOOP_ROUNDS = 15
+BARE_LOOP_ROUND_S = 0.02
+
+
+def bare_loop(step: Callable[[], None], rounds: int = BARE_LOOP_ROUNDS, min_round_s: float = BARE_LOOP_ROUND_S,
+              clock: Callable[[], float] = time.perf_counter) -> dict[str, float | int]:
+    """Time ``step`` with nothing around it: ``rounds`` rounds of ``loops`` back-to-back calls.
+
+    The yardstick for the harness: like ``timeit``, each round is long (``loops`` grows until a
+    calibration round lasts at least ``min_round_s``), so the clock's own cost vanishes; the figure is
+    the median round divided by ``loops``. Compared with pytest-benchmark's median of the same
+    closure in the same process right after it, it says how much the harness adds.
+    """
+    loops = 1
+    while True:  # calibrate like timeit.autorange: grow loops until one round lasts min_round_s
+        start = clock()
+        for _ in range(loops):
+            step()
+        took = clock() - start
+        if took >= min_round_s:
+            break
+        loops = max(loops + 1, math.ceil(loops * min_round_s / max(took, 1e-9)))
+    per_call = []
+    for _ in range(rounds):
+        start = clock()
+        for _ in range(loops):
+            step()
+        per_call.append((clock() - start) / loops)
+    per_call.sort()
+    return {"median_s": statistics.median(per_call), "min_s": per_call[0], "rounds": rounds, "loops": loops}

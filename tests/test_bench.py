@@ -251,6 +251,39 @@ def test_plugin_timed_end_to_end(tmp_path) -> None:
     assert not (tmp_path / "bench.json.parts").exists()  # nothing to look into: worker files removed
 
 
+def test_bare_loop_calibrates_long_rounds_and_reports_the_median_call() -> None:
+    calls = [0]
+    costs = iter([0.004] + [0.001] * 10_000)  # the calibration call is slow (a cold first call)
+    now = [0.0]
+
+    def step() -> None:
+        calls[0] += 1
+        now[0] += next(costs)
+
+    result = timing.bare_loop(step, rounds=5, min_round_s=0.02, clock=lambda: now[0])
+    assert result["loops"] == 20  # 1 call: 4 ms -> 5 calls: 5 ms -> 20 calls: 20 ms, long enough
+    assert calls[0] == (1 + 5 + 20) + 5 * 20
+    assert result["median_s"] == pytest.approx(0.001) and result["min_s"] == pytest.approx(0.001)
+    assert result["rounds"] == 5
+
+
+def test_bare_loop_option_records_the_harness_overhead(tmp_path) -> None:
+    out = tmp_path / "bench.json"
+    proc = dropbench("bench", "--backend", "tests.test_bench:TimedPlugin", "--sizes", "2^10", "--quick",
+                     "--bare-loop", "--json", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    payload = read_result(out, kind="bench")
+    bare = {b["extra_info"]["api"] + "/" + b["extra_info"]["direction"]: b["extra_info"].get("bare_loop")
+            for b in payload["benchmarks"]}
+    assert set(bare) == {"baseline:copy/forward", "baseline:rng32/forward", "fakeplug:scale/forward",
+                         "fakeplug:scale/forward_backward"}
+    for key in bare:
+        assert bare[key]["rounds"] == timing.BARE_LOOP_ROUNDS and 0 < bare[key]["min_s"] <= bare[key]["median_s"]
+        assert bare[key]["loops"] * bare[key]["median_s"] >= timing.BARE_LOOP_ROUND_S * 0.5
+    assert "harness overhead" in proc.stdout and "bare loop µs" in proc.stdout
+    assert payload["run"]["bare_loop"] is True
+
+
 def test_crash_loses_only_its_own_backend(tmp_path) -> None:
     out = tmp_path / "bench.json"
     seen: list[str] = []

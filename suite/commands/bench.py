@@ -70,6 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="with --json PATH: keep the backends that file already finished (ok, unavailable, "
                              "skipped) and run only the others; the options must match the file's")
+    parser.add_argument("--bare-loop", action="store_true",
+                        help="also time every case (and baseline) with a bare loop (15 rounds of >= 20 ms) right after "
+                             "pytest-benchmark, in the same process, and print the harness overhead")
     parser.add_argument("--require-device", action="store_true",
                         help="exit 1 when nothing could be timed on --device (default: skip with the reason)")
 
@@ -91,6 +94,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
     options = BenchOptions(backends=tuple(args.backend), apis=tuple(args.api), device=args.device, sizes=sizes,
                            dtypes=dtypes, threads=args.threads, quick=args.quick, timeout=args.timeout,
                            rate=args.rate, require_device=args.require_device, resume=args.resume,
+                           bare_loop=args.bare_loop,
                            json_path=str(args.json) if args.json else None)
     return options.validated()
 
@@ -128,6 +132,21 @@ def summary_rows(payload: dict[str, Any]) -> list[list[Any]]:
     return rows
 
 
+def overhead_rows(payload: dict[str, Any]) -> list[list[Any]]:
+    """Cases timed with --bare-loop (API cases and baselines): pytest-benchmark's median, the bare loop's, how far apart."""
+    from suite.timing import size_label  # noqa: PLC0415
+
+    rows = []
+    for b in payload["benchmarks"]:
+        info, bare = b["extra_info"], b["extra_info"].get("bare_loop")
+        if not bare:
+            continue
+        harness, plain = b["stats"]["median"], bare["median_s"]
+        rows.append([info["api"], info["mode"], info["direction"], size_label(info["numel"]), info["dtype"],
+                     f"{harness * 1e6:.1f}", f"{plain * 1e6:.1f}", f"{(harness / plain - 1) * 100:+.1f}"])
+    return rows
+
+
 def run(args: argparse.Namespace) -> int:
     from suite.bench_run import exit_code, run_bench  # noqa: PLC0415
 
@@ -152,6 +171,12 @@ def run(args: argparse.Namespace) -> int:
     if rows:
         print(table.render(["api", "mode", "direction", "size", "dtype", "device", "median µs", "GB/s", "Melem/s", "x copy",
                             "x rng32"], rows))
+        print()
+    overhead = overhead_rows(payload)
+    if overhead:
+        print("harness overhead: pytest-benchmark median vs a bare loop over the same closure, same process")
+        print(table.render(["api", "mode", "direction", "size", "dtype", "pytest-benchmark µs", "bare loop µs",
+                            "difference %"], overhead))
         print()
     for entry in payload["backends"]:
         line = f"{entry['backend']}: {entry['status']}, {entry['benchmarks']} timed, {entry['skipped']} skipped"

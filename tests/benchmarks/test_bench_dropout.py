@@ -29,6 +29,7 @@ def test_baseline(timed, baseline: timing.BaselineCase, bench) -> None:
         baseline, shape=(baseline.numel,), rate=None, threads=bench.plan.threads, versions=prepared.versions,
         worker=bench.worker, impl=prepared.impl, baseline_threads=prepared.threads))
     timed(prepared.step)
+    _bare_loop(timed, prepared.step, bench)
 
 
 def test_dropout(timed, case: timing.Case, bench) -> None:
@@ -45,3 +46,10 @@ def test_dropout(timed, case: timing.Case, bench) -> None:
         case, shape=shape, rate=bench.plan.rate, threads=bench.plan.threads, versions=state.versions,
         worker=bench.worker))
     timed(step)
+    _bare_loop(timed, step, bench)
+
+
+def _bare_loop(timed, step, bench) -> None:
+    """With --bare-loop: the same closure, same process, right after pytest-benchmark (harness overhead)."""
+    if bench.plan.bare_loop and not timed.disabled:
+        timed.extra_info["bare_loop"] = timing.bare_loop(step)
