@@ -455,6 +455,18 @@ def skipped_table(runs: Sequence[Run]) -> Table | None:
                  ["machine", "worker", "status", "kind", "reason", "cases"], rows)
 
 
+def overhead_table(runs: Sequence[Run]) -> Table | None:
+    """Runs made with ``dropbench bench --bare-loop``: how far pytest-benchmark is from a bare loop."""
+    from suite.timing import OVERHEAD_HEADERS, harness_overhead  # noqa: PLC0415
+
+    rows = [[run.machine_id, run.path.name, *row] for run in runs for row in harness_overhead(run.payload["benchmarks"])]
+    if not rows:
+        return None
+    return Table("Harness overhead", "Cases timed with --bare-loop: pytest-benchmark's median and a timeit-style "
+                 "loop over the same closure in the same process right after it (15 rounds of >= 20 ms); "
+                 "difference = pytest-benchmark / bare loop - 1.", ["machine", "run", *OVERHEAD_HEADERS], rows)
+
+
 def machine_table(runs: Sequence[Run]) -> Table:
     rows: dict[str, list[str]] = {}
     for run in runs:
@@ -576,6 +588,10 @@ def build_report(paths: Sequence[Path | str], out_dir: Path | str, *, plots: boo
                      ("Throughput", tp_tables)]
         if plots:
             files.plots = _plots(disp, out, notes)
+    overhead = overhead_table(runs)
+    if overhead:
+        summary = [*summary, overhead]
+        sections.append(("Harness overhead", [overhead]))
     if skipped:
         sections.append(("Not timed", [skipped]))
     atomic_write_text(files.summary_md, _summary_markdown(runs, summary, notes))

@@ -365,3 +365,22 @@ def bare_loop(step: Callable[[], None], rounds: int = BARE_LOOP_ROUNDS, min_roun
         per_call.append((clock() - start) / loops)
     per_call.sort()
     return {"median_s": statistics.median(per_call), "min_s": per_call[0], "rounds": rounds, "loops": loops}
+
+
+OVERHEAD_HEADERS = ("api", "mode", "direction", "size", "dtype", "threads", "pytest-benchmark", "bare loop", "difference %")
+
+
+def harness_overhead(benchmarks: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+    """Rows for the benchmarks timed with ``--bare-loop``: pytest-benchmark's median, the bare loop's,
+    and pytest-benchmark's excess over the bare loop in percent (negative: the bare loop was slower)."""
+    rows = []
+    for bench in benchmarks:
+        info = bench["extra_info"]
+        bare = info.get("bare_loop")
+        if not bare:
+            continue
+        harness, plain = float(bench["stats"]["median"]), float(bare["median_s"])
+        rows.append([info["api"], str(info.get("mode") or "eager"), info["direction"], size_label(int(info["numel"])),
+                     info["dtype"], str(info.get("threads")), f"{harness * 1e6:.1f} µs", f"{plain * 1e6:.1f} µs",
+                     f"{(harness / plain - 1) * 100:+.1f}"])
+    return rows

@@ -172,6 +172,22 @@ def test_runs_without_rounds_data_and_without_results(tmp_path) -> None:
     assert "Not timed" in page and "no CUDA device" in page
 
 
+def test_harness_overhead_table_only_for_bare_loop_runs(tmp_path) -> None:
+    payload = synthetic_run(sizes=SIZES, noise=0.0)
+    plain = build_report([write_run(tmp_path / "plain.json", payload)], tmp_path / "plain")
+    assert "Harness overhead" not in plain.summary_md.read_text()
+    timed = [b for b in payload["benchmarks"] if b["extra_info"]["api"] == "torch:F.dropout"]
+    for bench in timed:
+        bench["extra_info"]["bare_loop"] = {"median_s": bench["stats"]["median"] / 1.25, "min_s": 0.0,
+                                            "rounds": 15, "loops": 10}
+    files = build_report([write_run(tmp_path / "bare.json", payload)], tmp_path / "bare")
+    summary, page = files.summary_md.read_text(), files.html.read_text()
+    assert "## Harness overhead" in summary and "Harness overhead" in page
+    lines = [line for line in summary.splitlines() if line.startswith("| ") and "torch:F.dropout" in line
+             and "+25.0" in line]
+    assert len(lines) == len(timed)  # one row per bare-looped case, pytest-benchmark 25 % above the bare loop
+
+
 def test_html_and_plots(tmp_path) -> None:
     pytest.importorskip("matplotlib", reason="plots need matplotlib (the `all` extra)")
     payload = synthetic_run(sizes=SIZES, dtypes=("float32", "float16"))

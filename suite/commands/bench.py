@@ -132,21 +132,6 @@ def summary_rows(payload: dict[str, Any]) -> list[list[Any]]:
     return rows
 
 
-def overhead_rows(payload: dict[str, Any]) -> list[list[Any]]:
-    """Cases timed with --bare-loop (API cases and baselines): pytest-benchmark's median, the bare loop's, how far apart."""
-    from suite.timing import size_label  # noqa: PLC0415
-
-    rows = []
-    for b in payload["benchmarks"]:
-        info, bare = b["extra_info"], b["extra_info"].get("bare_loop")
-        if not bare:
-            continue
-        harness, plain = b["stats"]["median"], bare["median_s"]
-        rows.append([info["api"], info["mode"], info["direction"], size_label(info["numel"]), info["dtype"],
-                     f"{harness * 1e6:.1f}", f"{plain * 1e6:.1f}", f"{(harness / plain - 1) * 100:+.1f}"])
-    return rows
-
-
 def run(args: argparse.Namespace) -> int:
     from suite.bench_run import exit_code, run_bench  # noqa: PLC0415
 
@@ -172,11 +157,12 @@ def run(args: argparse.Namespace) -> int:
         print(table.render(["api", "mode", "direction", "size", "dtype", "device", "median µs", "GB/s", "Melem/s", "x copy",
                             "x rng32"], rows))
         print()
-    overhead = overhead_rows(payload)
+    from suite.timing import OVERHEAD_HEADERS, harness_overhead  # noqa: PLC0415
+
+    overhead = harness_overhead(payload["benchmarks"])
     if overhead:
         print("harness overhead: pytest-benchmark median vs a bare loop over the same closure, same process")
-        print(table.render(["api", "mode", "direction", "size", "dtype", "pytest-benchmark µs", "bare loop µs",
-                            "difference %"], overhead))
+        print(table.render(list(OVERHEAD_HEADERS), overhead))
         print()
     for entry in payload["backends"]:
         line = f"{entry['backend']}: {entry['status']}, {entry['benchmarks']} timed, {entry['skipped']} skipped"
