@@ -6,7 +6,7 @@ import sys
 from typing import Any
 
 from suite import table
-from suite.options import add_backend_options, positive_int, writable_path
+from suite.options import add_backend_options, positive_int, unit_interval, writable_path
 
 NAME = "bench"
 HELP = "time forward and forward+backward of every API against copy and RNG baselines (pytest-benchmark)"
@@ -39,16 +39,6 @@ def _dtypes(text: str) -> list[str]:
     return out
 
 
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text!r}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from suite.timing import DEFAULT_RATE, DEFAULT_SIZES, DEFAULT_THREADS, QUICK_SIZES, size_label  # noqa: PLC0415
 
@@ -63,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", nargs="+", type=_dtypes, metavar="DTYPE", help="dtypes (default float32)")
     parser.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS, metavar="N",
                         help=f"CPU threads every framework is pinned to (default {DEFAULT_THREADS}, the same for all)")
-    parser.add_argument("--rate", type=_rate, default=DEFAULT_RATE, metavar="P", help="dropout rate (default 0.5)")
+    parser.add_argument("--rate", type=unit_interval, default=DEFAULT_RATE, metavar="P", help="dropout rate (default 0.5)")
     parser.add_argument("--quick", action="store_true", help="two sizes (2^16, 2^22), few rounds: about 30-50 s for every backend on 2 cores")
     parser.add_argument("--json", type=writable_path, metavar="PATH",
                         help="merged result file (default results/<machine-id>/bench-<time>.json)")
