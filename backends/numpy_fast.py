@@ -394,10 +394,10 @@ class FastDropout:
         grad = np.empty(grad_out.shape, dtype=dtype) if out is None else out
         if grad.shape != grad_out.shape or grad.dtype != dtype or not grad.flags.c_contiguous:
             raise ValueError(f"out must be a C-contiguous {dtype} array of shape {grad_out.shape}")
-        mask, multiplier = self._mask, self._multiplier
         if self._mask_shape != self._x_shape:
             self._apply_shared(grad_out, grad)
             return grad
+        mask, multiplier = self._mask, self._multiplier
         gf, of = grad_out.reshape(-1), grad.reshape(-1)
         numel = mask.size
 

@@ -141,7 +141,7 @@ class Plan:
     threads: int | None = None
     worker: str = "pytest"
     baselines: bool = True
-    bare_loop: bool = False  # also time each API case with bare_loop() after pytest-benchmark (harness overhead)
+    bare_loop: bool = False  # also time each case and baseline with bare_loop() after pytest-benchmark (harness overhead)
     outcomes: str | None = None  # JSON-lines file for per-case outcomes (dropbench bench sets it)
     progress_fd: int | None = None  # pipe for live progress lines (dropbench bench sets it)
 

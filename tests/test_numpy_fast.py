@@ -7,7 +7,6 @@ docstring) with plain SFC64 calls, so a change to the kernel that changes masks 
 from __future__ import annotations
 
 import hashlib
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ from backends.numpy_backend import NumpyBackend
 from backends.numpy_fast import BLOCK, UNBUFFERED_MIN_INNER, FastDropout, MaskStream, keep_threshold, row_split
 from suite.conformance import check_api
 from suite.spec import DropoutSpec
+from suite.timing import bench_shape
 from suite.stats import binomial_interval
 
 REPO = Path(__file__).resolve().parents[1]
@@ -238,19 +238,17 @@ def test_fast_passes_every_conformance_check(api: str) -> None:
     assert any(r.check.startswith(shared) for r in records)
 
 
-def _timing_input(backend: NumpyBackend, api: str, dims: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """A shape and broadcast axes the API takes: its fixed channel layout, else 2-d element-wise."""
+def _timing_input(backend: NumpyBackend, api: str, numel: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The shape `dropbench bench` gives the API (its fixed channel layout, else 2-d) and its broadcast axes."""
     layout = backend.api_info(api).layout
-    if layout is None:
-        return (dims[0], math.prod(dims[1:])), ()
-    return dims[: layout.ndim - 1] + (math.prod(dims[layout.ndim - 1:]),), layout.broadcast_axes
+    return bench_shape(numel, layout), (() if layout is None else layout.broadcast_axes)
 
 
 @pytest.mark.parametrize("api", NumpyBackend.apis)
 @pytest.mark.parametrize("direction", ["forward", "forward_backward"])
 def test_prepare_gives_a_step(api: str, direction: str) -> None:
     backend = NumpyBackend(threads=2)
-    shape, axes = _timing_input(backend, api, (3, 8, 4, BLOCK // 32))
+    shape, axes = _timing_input(backend, api, 3 * BLOCK)
     step = backend.prepare(shape, DropoutSpec(rate=0.1, seed=5, broadcast_axes=axes), api=api, direction=direction)
     assert step() is None
     step()
@@ -269,7 +267,7 @@ def test_prepare_fast_applies_the_seed_once() -> None:
 @pytest.mark.parametrize("api", NumpyBackend.apis)
 def test_prepare_refuses_what_numpy_cannot_time(api: str) -> None:
     backend = NumpyBackend(threads=1)
-    shape, axes = _timing_input(backend, api, (2, 2, 2, 2))
+    shape, axes = _timing_input(backend, api, 4096)
     spec = DropoutSpec(broadcast_axes=axes)
     with pytest.raises(Unsupported, match="compiled"):
         backend.prepare(shape, spec, api=api, direction="forward", compiled=True)
