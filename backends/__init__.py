@@ -4,9 +4,11 @@ BUILTIN maps a backend name to ``module:attr``; adding a framework is one module
 line here (or an entry point in the group ``dropbench.backends``). A registry name may differ
 from the backend's own ``name``: Keras 3 reads its backend once per process, so each Keras
 backend is an entry of its own (``keras3-jax`` ...) of the one backend ``keras3``. An adapter
-class may declare ``environment`` (a worker environment of suite/environments.toml, e.g. "jax")
+class may declare ``environment`` (a worker environment of backends/environments.toml, e.g. "jax")
 and ``worker_env`` (variables set before its worker imports anything).
 """
+from pathlib import Path
+
 BUILTIN: dict[str, str] = {
     "numpy": "backends.numpy_backend:NumpyBackend",
     "torch": "backends.torch_backend:TorchBackend",
@@ -20,3 +22,9 @@ BUILTIN: dict[str, str] = {
     "cupy": "backends.cupy_backend:CupyBackend",
     "triton": "backends.triton_backend:TritonBackend",
 }
+
+DATA_DIR = Path(__file__).resolve().parent
+"""Framework knowledge kept as data lives here, next to the adapters, not in the harness."""
+KNOWN_DIVERGENCES_FILE = DATA_DIR / "known_divergences.toml"
+PROBE_NOTES_FILE = DATA_DIR / "probe_notes.toml"
+ENVIRONMENTS_FILE = DATA_DIR / "environments.toml"

@@ -9,7 +9,8 @@ framework becomes an :class:`Unavailable` instead of an ImportError at import ti
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
@@ -56,6 +57,9 @@ class ApiInfo:
     capabilities: frozenset[str] = CAPABILITIES
     dtypes: tuple[str, ...] = ("float32",)
     layout: Layout | None = None
+    compiled: str | None = None
+    """The name of the API's graph/compiled mode ("tf.function", "jit", "hybridized"), which the
+    benchmarks time next to eager through ``prepare(..., compiled=True)``; None: eager only."""
 
 
 @runtime_checkable
@@ -101,6 +105,31 @@ def api_info(backend: Any, api: str) -> ApiInfo:
     return ApiInfo(capabilities=frozenset(caps), dtypes=tuple(dtypes))
 
 
+@dataclass
+class DeviceBaseline:
+    """One prepared roofline baseline on a device: ``step`` runs once and synchronizes.
+
+    A backend that can time its device's own memory copy and raw RNG offers them through
+    ``device_baseline(api, numel, dtype, device)`` (api "copy" or "rng32"); the benchmark
+    harness asks the worker's backend first, then every built-in that has one.
+    """
+
+    api: str  # "copy" | "rng32"
+    impl: str  # what exactly is timed, e.g. "numpy.copyto"
+    device: str  # "cpu" | "cuda:N"
+    threads: int  # threads the baseline itself uses
+    step: Callable[[], None]
+    versions: dict[str, str]
+    output: Any = None  # the buffer step() writes (for tests and sanity checks)
+
+
+def set_thread_env(names: Sequence[str], threads: int) -> dict[str, str]:
+    """Set a framework's own thread variables (read at its import) in this worker; returns them."""
+    values = {name: str(threads) for name in names}
+    os.environ.update(values)
+    return values
+
+
 class BaseBackend:
     """Shared plumbing for the built-in adapters: lazy import, availability, API dispatch.
 
@@ -114,9 +143,14 @@ class BaseBackend:
     modules: tuple[str, ...] = ()
     infos: Mapping[str, ApiInfo] = {}
     environment: str | None = None
-    """The worker environment (suite/environments.toml) whose interpreter runs this backend; None: the main one."""
+    """The worker environment (backends/environments.toml) whose interpreter runs this backend; None: the main one."""
     worker_env: Mapping[str, str] = {}
     """Variables the worker needs before anything is imported (e.g. KERAS_BACKEND)."""
+    compiled_mode: str | None = None
+    """Default :attr:`ApiInfo.compiled` for every API of this backend that does not set its own."""
+    mlp_module: str | None = None
+    """A module that trains the textbook MLP in this framework (``dropbench experiment train``):
+    ``import_framework()``, ``versions()``, ``runtime_info()``, ``build(problem, spec)``."""
 
     def __init__(self) -> None:
         self._framework: ModuleType | None = None
@@ -168,7 +202,19 @@ class BaseBackend:
 
     def api_info(self, api: str) -> ApiInfo:
         self._check_api(api)
-        return self.infos.get(api, ApiInfo())
+        info = self.infos.get(api, ApiInfo())
+        if info.compiled is None and self.compiled_mode is not None:
+            info = replace(info, compiled=self.compiled_mode)
+        return info
+
+    def pin_threads(self, threads: int) -> dict[str, Any]:
+        """Pin this framework's thread pools to ``threads``; returns what it reports back.
+
+        Called in the worker before the framework is imported (set import-time variables here,
+        then import and call the framework's own API). The default does nothing: the BLAS/OpenMP
+        variables the harness sets are all a NumPy-only backend has.
+        """
+        return {}
 
     # -- dispatch -------------------------------------------------------
     def _check_api(self, api: str) -> None:

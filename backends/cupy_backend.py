@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from backends.base import ApiInfo, BaseBackend, Unavailable
+from backends.base import ApiInfo, BaseBackend, DeviceBaseline, Unavailable
 
 _DTYPES = ("float32", "float16", "float64")
 PREPARE_INPUT_SEED = 20261126
@@ -79,6 +79,42 @@ class CupyBackend(BaseBackend):
         return int(index) if device.startswith("cuda") and index else 0
 
     # -- the kernels --------------------------------------------------------------------
+    def device_baseline(self, api: str, numel: int, dtype: str, device: str) -> DeviceBaseline:
+        """The GPU's own copy (``cupy.copyto``) and raw cuRAND Philox words, synchronized in the step."""
+        cupy = self.framework()
+        index = self._index(device)
+        count = cupy.cuda.runtime.getDeviceCount()
+        if index >= count:
+            raise Unavailable(f"cupy sees {count} CUDA device(s), not {device}")
+        with cupy.cuda.Device(index):
+            stream = cupy.cuda.get_current_stream()
+            versions = {"cupy": str(cupy.__version__)}
+            if api == "copy":
+                storage = np.uint16 if dtype == "bfloat16" else np.dtype(dtype)  # a copy only moves bytes
+                src = cupy.ones(numel, dtype=storage)
+                dst = cupy.empty_like(src)
+
+                def step() -> None:
+                    cupy.copyto(dst, src)
+                    stream.synchronize()
+
+                impl, output = "cupy.copyto", dst
+            else:
+                from cupy.cuda import curand  # noqa: PLC0415 - inside the cupy worker only
+
+                buf = cupy.empty(numel, dtype=cupy.uint32)
+                generator = curand.createGenerator(curand.CURAND_RNG_PSEUDO_PHILOX4_32_10)
+                curand.setPseudoRandomGeneratorSeed(generator, PREPARE_INPUT_SEED)
+                curand.setStream(generator, stream.ptr)
+
+                def step() -> None:
+                    curand.generate(generator, buf.data.ptr, numel)  # raw 32-bit words
+                    stream.synchronize()
+
+                impl, output = "cuRAND curandGenerate Philox4_32_10 (cupy)", buf
+            stream.synchronize()
+        return DeviceBaseline(api, impl, f"cuda:{index}", 1, step, versions, output)
+
     def kernels(self) -> tuple[Any, Any]:
         """(forward, backward) ElementwiseKernels, compiled on first use."""
         if self._kernels is None:

@@ -14,12 +14,13 @@ rngs=nnx.Rngs(dropout=seed))`` is the layer; ``module.eval()`` is its inference 
 ``deterministic=True``). Gradients come from ``jax.vjp`` (random.bernoulli) and
 ``nnx.value_and_grad`` (the module, so its RNG stream advances as in training).
 
-Runs in the ``jax`` worker environment (numpy 2; suite/environments.toml). float64 is not declared:
+Runs in the ``jax`` worker environment (numpy 2; backends/environments.toml). float64 is not declared:
 without ``jax_enable_x64`` JAX silently computes it in float32.
 """
 from __future__ import annotations
 
 import importlib
+import os
 from types import ModuleType
 from typing import Any, Callable, Sequence
 
@@ -35,11 +36,23 @@ Array = Any  # jax.Array; jax is not imported at module level
 Impl = Callable[[np.ndarray, np.ndarray | None, Any], tuple[np.ndarray, np.ndarray | None]]
 
 
+def pin_by_affinity(threads: int) -> dict[str, Any]:
+    """XLA's CPU client sizes its pools from the CPUs it may run on and ignores the thread flags
+    (measured with jax 0.10.2: --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1 still
+    used both cores), so the process is confined to ``threads`` CPUs before jax is imported."""
+    if not hasattr(os, "sched_setaffinity"):
+        return {"note": "no sched_setaffinity on this platform: XLA may use every CPU"}
+    allowed = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, set(allowed[:threads]))
+    return {"cpu_affinity": sorted(os.sched_getaffinity(0)), "of": len(allowed)}
+
+
 class JaxBackend(BaseBackend):
     name = "jax"
     apis = ("random.bernoulli", "flax.nnx.Dropout")
     modules = ("jax", "jaxlib", "flax")
     environment = "jax"
+    compiled_mode = "jit"
     infos = {
         # a bare function of (key, x): no inference mode, no vanilla scaling
         "random.bernoulli": ApiInfo(frozenset({"broadcast_axes", "seed", "backward"}), _DTYPES),
@@ -52,6 +65,9 @@ class JaxBackend(BaseBackend):
         self._rngs: Any = None  # flax: the nnx.Rngs unseeded modules fork their stream from
 
     # -- framework ----------------------------------------------------------------
+    def pin_threads(self, threads: int) -> dict[str, Any]:
+        return pin_by_affinity(threads)
+
     def _nnx(self) -> ModuleType:
         self.framework()
         try:

@@ -25,6 +25,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from backends.base import ApiInfo, BaseBackend, Unsupported
+from backends.jax_backend import pin_by_affinity
+from backends.tensorflow_backend import pin_tensorflow_threads
+from backends.torch_backend import pin_torch_threads
 
 _LAYER = frozenset({"broadcast_axes", "seed", "backward", "eval"})
 PREPARE_INPUT_SEED = 20261126
@@ -179,7 +182,11 @@ class Keras3Jax(Keras3Backend):
     apis = ("jax",)
     environment = "jax"
     worker_env = {"KERAS_BACKEND": "jax"}
+    compiled_mode = "jit"
     infos = {"jax": ApiInfo(_LAYER, ("float32", "float16", "bfloat16"))}  # float64 needs jax_enable_x64
+
+    def pin_threads(self, threads: int) -> dict[str, Any]:
+        return pin_by_affinity(threads)
 
     def devices(self) -> list[str]:
         try:
@@ -238,6 +245,9 @@ class Keras3Torch(Keras3Backend):
     worker_env = {"KERAS_BACKEND": "torch"}
     infos = {"torch": ApiInfo(_LAYER, ("float32", "float16", "float64"))}
 
+    def pin_threads(self, threads: int) -> dict[str, Any]:
+        return pin_torch_threads(importlib.import_module("torch"), threads)
+
     def devices(self) -> list[str]:
         try:
             torch = self._native()
@@ -271,7 +281,11 @@ class Keras3Tensorflow(Keras3Backend):
     keras_backend = "tensorflow"
     apis = ("tensorflow",)
     worker_env = {"KERAS_BACKEND": "tensorflow"}
+    compiled_mode = "tf.function"
     infos = {"tensorflow": ApiInfo(_LAYER, ("float32", "float16", "float64"))}
+
+    def pin_threads(self, threads: int) -> dict[str, Any]:
+        return pin_tensorflow_threads(threads)
 
     def devices(self) -> list[str]:
         try:

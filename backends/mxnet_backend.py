@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from backends.base import ApiInfo, BaseBackend, Unsupported
+from backends.base import ApiInfo, BaseBackend, Unsupported, set_thread_env
 
 Fn = Callable[[Any], Any]  # NDArray -> NDArray; NDArray is not importable without mxnet
 Step = Callable[[np.ndarray, np.ndarray | None, Any], tuple[np.ndarray, np.ndarray | None]]
@@ -26,13 +26,15 @@ class MxnetBackend(BaseBackend):
     name = "mxnet"
     apis = ("nd.Dropout", "gluon.nn.Dropout", "d2l-scratch")
     modules = ("mxnet",)
+    mlp_module = "backends.mxnet_mlp"
     infos = {
         # Inverted scaling only; inference via autograd's predict mode; mask sharing via ``axes``.
         "nd.Dropout": ApiInfo(
             capabilities=frozenset({"broadcast_axes", "seed", "backward", "eval"}), dtypes=_FLOATS
         ),
         "gluon.nn.Dropout": ApiInfo(
-            capabilities=frozenset({"broadcast_axes", "seed", "backward", "eval"}), dtypes=_FLOATS
+            capabilities=frozenset({"broadcast_axes", "seed", "backward", "eval"}), dtypes=_FLOATS,
+            compiled="hybridized",
         ),
         # A bare function: no eval mode, no axes. Its float32 uniform mask cannot multiply a
         # float16/float64 NDArray (MXNet raises "Incompatible attr"), so float32 only.
@@ -40,6 +42,10 @@ class MxnetBackend(BaseBackend):
     }
 
     # -- framework ------------------------------------------------------------
+    def pin_threads(self, threads: int) -> dict[str, Any]:
+        """MXNet sizes its CPU worker pool from MXNET_CPU_WORKER_NTHREADS / OMP_NUM_THREADS at import."""
+        return {"env": set_thread_env(("MXNET_CPU_WORKER_NTHREADS",), threads)}
+
     def _import_framework(self) -> ModuleType:
         """MXNet 1.9.1 reads ``np.bool`` at import, which NumPy >= 1.24 removed; restore the alias."""
         numpy = importlib.import_module("numpy")

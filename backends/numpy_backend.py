@@ -28,6 +28,7 @@ PREPARE_INPUT_SEED = 20261126
 
 class NumpyBackend(BaseBackend):
     name = "numpy"
+    mlp_module = "backends.numpy_mlp"
     apis = ("reference", "d2l-scratch", "fast", "fast.channel1d", "fast.channel2d")
     modules = ("numpy",)
     infos = {

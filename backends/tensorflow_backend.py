@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from backends.base import ApiInfo, BaseBackend, Unavailable, Unsupported
+from backends.base import ApiInfo, BaseBackend, Unavailable, Unsupported, set_thread_env
 
 Tensor = Any  # a tf.Tensor; TF is not imported at module level
 Drop = Callable[[Tensor], Tensor]
@@ -47,6 +47,29 @@ def _legacy_rnn_cell_module() -> ModuleType:
         return mod
 
 
+def import_tensorflow_quietly() -> ModuleType:
+    """TF with its start-up log silenced, and growing GPU memory: other libraries in the same
+    worker (the device baselines) still find memory after TensorFlow has started."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    return importlib.import_module("tensorflow")
+
+
+def pin_tensorflow_threads(threads: int) -> dict[str, Any]:
+    """TF's intra/inter-op pools: variables before the import, then the config API (refused once
+    the runtime has started, which is reported, not raised)."""
+    out: dict[str, Any] = {"env": set_thread_env(("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"), threads)}
+    tf = import_tensorflow_quietly()
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError as exc:  # the runtime was initialised before us
+        out["error"] = str(exc).splitlines()[0]
+    out.update({"tf.intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+                "tf.inter_op": tf.config.threading.get_inter_op_parallelism_threads()})
+    return out
+
+
 class TensorflowBackend(BaseBackend):
     name = "tensorflow"
     apis = (
@@ -58,6 +81,8 @@ class TensorflowBackend(BaseBackend):
         "stateless_dropout",
     )
     modules = ("tensorflow", "keras", "tf_keras")
+    compiled_mode = "tf.function"
+    mlp_module = "backends.tensorflow_mlp"
     infos = {
         "tf.nn.dropout": ApiInfo(capabilities=_OPS, dtypes=_DTYPES),
         "compat.v1.nn.dropout": ApiInfo(capabilities=_OPS, dtypes=_DTYPES),
@@ -76,8 +101,10 @@ class TensorflowBackend(BaseBackend):
     # -- framework ------------------------------------------------------------
     def _import_framework(self) -> ModuleType:
         """Import TF quietly; Keras 3 and tf_keras stay importable side by side (no TF_USE_LEGACY_KERAS)."""
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        return importlib.import_module("tensorflow")
+        return import_tensorflow_quietly()
+
+    def pin_threads(self, threads: int) -> dict[str, Any]:
+        return pin_tensorflow_threads(threads)
 
     def _module(self, name: str) -> ModuleType:
         """keras / tf_keras, imported on first use; missing means this API is unavailable."""

@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from backends.base import ApiInfo, BaseBackend, Layout, Unsupported
+from backends.base import ApiInfo, BaseBackend, DeviceBaseline, Layout, Unavailable, Unsupported
 
 _DTYPES = ("float32", "float16", "float64")  # all three run forward and backward on CPU torch
 _MODULES = {"nn.Dropout": "Dropout", "nn.Dropout1d": "Dropout1d", "nn.Dropout2d": "Dropout2d"}
@@ -20,10 +20,24 @@ _MODULES = {"nn.Dropout": "Dropout", "nn.Dropout1d": "Dropout1d", "nn.Dropout2d"
 Tensor = Any  # torch.Tensor, unnamed here so that this module imports without torch
 
 
+def pin_torch_threads(torch: Any, threads: int) -> dict[str, Any]:
+    """Intra- and inter-op pools; the second can only be set before any parallel work ran."""
+    out: dict[str, Any] = {}
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(threads)
+    except RuntimeError as exc:  # parallel work already started in this process
+        out["interop_error"] = str(exc).splitlines()[0]
+    out.update({"torch.get_num_threads": torch.get_num_threads(),
+                "torch.get_num_interop_threads": torch.get_num_interop_threads()})
+    return out
+
+
 class TorchBackend(BaseBackend):
     name = "torch"
     apis = ("F.dropout", "nn.Dropout", "nn.Dropout1d", "nn.Dropout2d", "d2l-scratch")
     modules = ("torch",)
+    mlp_module = "backends.torch_mlp"
     infos = {
         # No torch API has vanilla scaling; only the channel-wise modules share a mask, and
         # only along their fixed layout. torch.manual_seed seeds them all.
@@ -39,6 +53,9 @@ class TorchBackend(BaseBackend):
         "d2l-scratch": ApiInfo(frozenset({"seed", "backward"}), _DTYPES),
     }
 
+    def pin_threads(self, threads: int) -> dict[str, Any]:
+        return pin_torch_threads(self.framework(), threads)
+
     def devices(self) -> list[str]:
         """"cpu" plus one "cuda:i" per visible GPU (just "cpu" when torch is missing)."""
         try:
@@ -46,6 +63,40 @@ class TorchBackend(BaseBackend):
         except Exception:
             return ["cpu"]
         return ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+
+    # -- device baselines ---------------------------------------------------------------
+    def device_baseline(self, api: str, numel: int, dtype: str, device: str) -> DeviceBaseline:
+        """The GPU's own copy (``Tensor.copy_``) and raw Philox output, synchronized in the step."""
+        torch = self.framework()
+        index = int(device.partition(":")[2] or 0)
+        if not torch.cuda.is_available():
+            raise Unavailable(f"torch {torch.__version__} sees no CUDA device")
+        if index >= torch.cuda.device_count():
+            raise Unavailable(f"torch sees {torch.cuda.device_count()} CUDA device(s), not {device}")
+        dev = torch.device(f"cuda:{index}")
+        versions = {"torch": str(torch.__version__), "cuda": str(torch.version.cuda)}
+        sync = lambda: torch.cuda.synchronize(dev)  # noqa: E731
+        if api == "copy":
+            src = torch.ones(numel, dtype=getattr(torch, dtype), device=dev)
+            dst = torch.empty_like(src)
+
+            def step() -> None:
+                dst.copy_(src)
+                sync()
+
+            impl, output = "torch.Tensor.copy_ (cuda)", dst
+        else:
+            # random_() on int32 draws one 32-bit Philox word per element (kept to 31 bits); torch
+            # has no full-range uint32 fill, and this is the cheapest per-element RNG op it offers.
+            buf = torch.empty(numel, dtype=torch.int32, device=dev)
+
+            def step() -> None:
+                buf.random_()
+                sync()
+
+            impl, output = "torch.Tensor.random_ int32 (cuda Philox4x32-10)", buf
+        sync()
+        return DeviceBaseline(api, impl, str(dev), 1, step, versions, output)
 
     # -- one builder per API ----------------------------------------------
     def _builder(self, api: str, spec: Any) -> Callable[[Tensor], Tensor]:

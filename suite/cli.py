@@ -8,8 +8,8 @@ import sys
 from types import ModuleType
 from typing import Sequence
 
-from suite.jsonio import ResultFileError
-from suite.loader import UsageError
+from suite.runtime.jsonio import ResultFileError
+from suite.runtime.loader import UsageError
 
 # one line per subcommand module (see suite/commands/__init__.py)
 COMMAND_MODULES = (

@@ -1,6 +1,6 @@
 """Result files survive SIGKILL mid-write: the target is always one complete payload, never a half file.
 
-A child process rewrites one path in a loop with suite.jsonio.atomic_write_json, alternating two
+A child process rewrites one path in a loop with suite.runtime.jsonio.atomic_write_json, alternating two
 large, distinguishable payloads; the test kills it at seeded random moments and reads the file
 back each time. A kill inside a write can leave the writer's ``.<name>.*.tmp`` file behind (no
 cleanup runs on SIGKILL); those are listed, never mistaken for the result, and removed here.
@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from suite.jsonio import atomic_write_json, read_result
+from suite.runtime.jsonio import atomic_write_json, read_result
 
 MIB = 2**20
 KILLS = 12
@@ -22,7 +22,7 @@ SEED = 20240607
 # One big string each: cheap to serialise, slow enough to write that kills land inside writes.
 CHILD = """
 import sys
-from suite.jsonio import atomic_write_json
+from suite.runtime.jsonio import atomic_write_json
 path, size = sys.argv[1], int(sys.argv[2])
 payloads = [{"schema": 1, "kind": "killtest", "which": w, "data": w * size} for w in ("a", "b")]
 i = 0

@@ -16,11 +16,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from suite import timing
-from suite.baselines import make_baseline
-from suite.bench_run import BenchOptions, exit_code, run_bench, thread_env
-from suite.jsonio import read_result
-from suite.loader import UsageError
+from suite.bench import cases as timing
+from suite.bench.baselines import make_baseline
+from suite.bench.runner import BenchOptions, exit_code, run_bench
+from suite.runtime.threads import thread_env
+from suite.runtime.worker import Task
+from suite.runtime.jsonio import read_result
+from suite.runtime.loader import UsageError
 
 TINY = 2**10
 
@@ -153,9 +155,17 @@ def test_defaults_are_filled_in() -> None:
 
 def test_thread_env_pins_every_pool() -> None:
     env = thread_env(3)
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MXNET_CPU_WORKER_NTHREADS",
-                 "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "BLIS_NUM_THREADS"):
         assert env[name] == "3"
+
+
+def test_a_backend_sets_its_own_import_time_thread_variables(monkeypatch) -> None:
+    """The framework's own variables come from its adapter's pin_threads(), before the import."""
+    from backends.mxnet_backend import MxnetBackend
+
+    monkeypatch.delenv("MXNET_CPU_WORKER_NTHREADS", raising=False)
+    record = MxnetBackend().pin_threads(3)
+    assert os.environ["MXNET_CPU_WORKER_NTHREADS"] == "3" and record["env"] == {"MXNET_CPU_WORKER_NTHREADS": "3"}
 
 
 # -- the traffic model and shapes ---------------------------------------------------------------
@@ -213,7 +223,7 @@ def test_gpu_baseline_without_gpu_says_why() -> None:
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present: this test covers machines without one")
-    from suite.baselines import BaselineUnavailable
+    from suite.bench.baselines import BaselineUnavailable
 
     with pytest.raises(BaselineUnavailable, match="CUDA device"):
         make_baseline("copy", TINY, "float32", "cuda:0")
@@ -354,11 +364,13 @@ def test_cuda_without_gpu_is_skipped_with_reason(tmp_path) -> None:
 def test_pytest_benchmark_only_runs_despite_addopts_disable(tmp_path) -> None:
     """--benchmark-only next to pyproject's --benchmark-disable: the conftest turns timing on."""
     plan = timing.Plan(backends=(("fakeplug", "tests.test_bench:TimedPlugin"),), sizes=(TINY,), threads=1)
+    task_file = tmp_path / "task.json"
+    Task("bench", "tests.test_bench:TimedPlugin", {"plan": plan.to_json()}).write(task_file)
     out = tmp_path / "pb.json"
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "tests/benchmarks", "-q", "-p", "no:cacheprovider", "--benchmark-only",
-         "--benchmark-max-time=0.01", f"--benchmark-json={out}"],
-        capture_output=True, text=True, timeout=300, env={**os.environ, timing.ENV_PLAN: plan.to_env()})
+         "--benchmark-max-time=0.01", f"--benchmark-json={out}", f"--dropbench-task={task_file}"],
+        capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     names = {b["extra_info"]["api"] for b in json.loads(out.read_text())["benchmarks"]}
     assert names == {"fakeplug:scale", "baseline:copy", "baseline:rng32"}

@@ -1,7 +1,7 @@
 """Each check passes a correct array and fails the specific wrong one it exists for."""
 import numpy as np
 
-from suite import checks
+from suite.verify import checks
 
 RNG = np.random.default_rng(0)
 X = RNG.uniform(0.5, 2, size=(128, 128)).astype(np.float32)

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from suite.jsonio import atomic_write_json, read_result, ResultFileError
+from suite.runtime.jsonio import atomic_write_json, read_result, ResultFileError
 
 
 def dropbench(*args: str, cwd=None) -> subprocess.CompletedProcess:

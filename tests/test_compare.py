@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from suite.compare import (CannotTest, compare_runs, exact_u_distribution, exit_code, judge, mann_whitney_u,
+from suite.report.compare import (CannotTest, compare_runs, exact_u_distribution, exit_code, judge, mann_whitney_u,
                            midranks)
 from tests.fixtures.synthetic_bench import bench_payload, benchmark, synthetic_run, write_run
 
@@ -98,7 +98,7 @@ def test_exact_p_matches_brute_force(x, y) -> None:
 def test_exact_with_ties_handles_a_large_second_sample() -> None:
     """6 tied rounds against 400: too many splits to enumerate, still exact (subset-sum count).
     Cross-check: without ties the same routine must give the Gaussian-binomial p exactly."""
-    from suite.compare import _exact_with_ties
+    from suite.report.compare import _exact_with_ties
 
     rng = np.random.default_rng(5)
     x, y = np.round(rng.normal(10, 1, 6), 1), np.round(rng.normal(10, 1, 400), 1)

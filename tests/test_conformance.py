@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from suite.known import load_known
+from suite.verify.known import load_known
 from backends import BUILTIN
-from suite.loader import api_ids, resolve
-from suite.verify import VerifyReport, run_verify
+from suite.runtime.loader import api_ids, resolve
+from suite.verify.runner import VerifyReport, run_verify
 
 API_IDS = [
     "numpy:reference", "numpy:d2l-scratch", "numpy:fast", "numpy:fast.channel1d", "numpy:fast.channel2d",

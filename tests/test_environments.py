@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from suite import environments
-from suite.environments import ENV_DIR_VAR, MARKER, create, definitions, launch_for, python_in, state
-from suite.jsonio import atomic_write_json
-from suite.loader import UsageError, resolve
-from suite.verify import run_verify
-from suite.worker import run_in_worker
+from suite.runtime import environments
+from suite.runtime.environments import ENV_DIR_VAR, MARKER, create, definitions, launch_for, python_in, state
+from suite.runtime.jsonio import atomic_write_json
+from suite.runtime.loader import UsageError, resolve
+from suite.verify.runner import run_verify
+from suite.runtime.worker import Task, run_task
 
 JAX_REF = "backends.jax_backend:JaxBackend"
 NUMPY_REF = "backends.numpy_backend:NumpyBackend"
@@ -52,7 +52,7 @@ def test_missing_environment_makes_the_backend_unavailable_with_the_command(env_
     launch = launch_for(JAX_REF)
     assert launch.environment == "jax"
     assert launch.unavailable == "environment 'jax' not created: run `dropbench env create jax`"
-    result = run_in_worker("verify", JAX_REF, {})
+    result = run_task(Task("verify", JAX_REF))
     assert (result.status, result.detail) == ("unavailable", launch.unavailable)
 
 
@@ -119,7 +119,7 @@ def numpy_in_foreign_env(foreign_root, monkeypatch) -> Path:
 
 
 def test_worker_in_a_foreign_interpreter_round_trips(numpy_in_foreign_env) -> None:
-    result = run_in_worker("env", NUMPY_REF, {})
+    result = run_task(Task("env", NUMPY_REF))
     assert result.status == "ok", result.detail
     assert result.payload["python"].startswith(f"{numpy_in_foreign_env} ")  # the worker's sys.prefix
     assert result.payload["available"] and result.payload["apis"]
@@ -129,7 +129,7 @@ def test_worker_in_a_foreign_interpreter_round_trips(numpy_in_foreign_env) -> No
 
 
 def test_bench_worker_in_a_foreign_interpreter(numpy_in_foreign_env, tmp_path) -> None:
-    from suite.bench_run import BenchOptions, exit_code, run_bench
+    from suite.bench.runner import BenchOptions, exit_code, run_bench
 
     out = tmp_path / "bench.json"
     payload = run_bench(BenchOptions(backends=("numpy",), apis=("numpy:reference",), sizes=(4096,), quick=True,

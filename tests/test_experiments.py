@@ -21,11 +21,11 @@ import pytest
 from suite.experiments import ensemble as ens
 from suite.experiments.data import DatasetError, Dataset, load_digits_dataset, load_idx_dataset, parse_idx, read_idx
 from suite.experiments.mlp_common import RunSpec, batches, train_run
-from suite.experiments.mlp_numpy import NumpyMLP
+from backends.numpy_mlp import NumpyMLP
 from suite.experiments.parity import ALPHA, block_anova, f_critical, f_sf
 from suite.experiments.train import (LOSS_PARITY_RTOL, TrainSettings, load_problem, run_training, write_bundle)
-from suite.jsonio import read_result
-from suite.stats import hoeffding_halfwidth
+from suite.runtime.jsonio import read_result
+from suite.verify.stats import hoeffding_halfwidth
 
 
 # -- ensemble: the weight-scaling rule vs. the exact mean over every mask --------------------------
@@ -115,7 +115,7 @@ def test_monte_carlo_estimates_converge_to_the_exact_mean() -> None:
 
 def test_sampled_mask_indices_map_to_bernoulli_bits() -> None:
     """The index of a sampled mask decodes to the mask's bits; kept fraction inside an exact binomial region."""
-    from suite.stats import binomial_interval
+    from suite.verify.stats import binomial_interval
 
     rng = np.random.default_rng(9)
     n, keep, draws = 12, 0.3, 5000

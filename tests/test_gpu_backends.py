@@ -7,7 +7,7 @@ import pytest
 from backends.base import Unsupported
 from backends.cupy_backend import CupyBackend
 from backends.triton_backend import TritonBackend
-from suite.conformance import check_api
+from suite.verify.conformance import check_api
 from suite.spec import DropoutSpec
 
 BACKENDS = {"cupy": CupyBackend, "triton": TritonBackend}

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from suite.loader import resolve
-from suite.verify import run_verify
+from suite.runtime.loader import resolve
+from suite.verify.runner import run_verify
 
 HOSTILE = {
     "tests.meta.hostile:Segfaults": ("crash", "SIGSEGV"),

@@ -13,10 +13,11 @@ import sys
 import pytest
 
 from backends import BUILTIN
-from suite.environments import state
-from suite.loader import api_ids, resolve
-from suite.timing import Plan, plan_cases
-from suite.verify import run_verify
+from suite.runtime.environments import state
+from backends.base import api_info
+from suite.runtime.loader import api_ids, load, resolve
+from suite.bench.cases import Plan, plan_cases
+from suite.verify.runner import run_verify
 
 JAX_ENV = state("jax")
 needs_jax_env = pytest.mark.skipif(not JAX_ENV.usable, reason=JAX_ENV.detail)
@@ -38,9 +39,13 @@ def test_registry_names_map_to_keras3_api_ids() -> None:
 
 
 def test_compiled_modes_are_per_keras_backend() -> None:
-    plan = Plan(backends=(("keras3-jax", "a"), ("keras3-torch", "b"), ("jax", "c")), sizes=(4096,))
-    cases = plan_cases(plan, {"a": ("jax",), "b": ("torch",), "c": ("random.bernoulli",)},
-                       {"a": "keras3", "b": "keras3", "c": "jax"})
+    """The graph mode comes from each API's own ApiInfo (declared in its adapter), not from a table."""
+    refs = {name: BUILTIN[name] for name in ("keras3-jax", "keras3-torch", "jax")}
+    plan = Plan(backends=tuple(refs.items()), sizes=(4096,))
+    adapters = {ref: load(ref) for ref in refs.values()}
+    cases = plan_cases(plan, {ref: (b.apis[0],) for ref, b in adapters.items()},
+                       {ref: b.name for ref, b in adapters.items()},
+                       {ref: {api: api_info(b, api).compiled for api in b.apis} for ref, b in adapters.items()})
     modes = {(c.api_id, c.mode) for c in cases}
     assert modes == {("keras3:jax", "eager"), ("keras3:jax", "jit"), ("keras3:torch", "eager"),
                      ("jax:random.bernoulli", "eager"), ("jax:random.bernoulli", "jit")}

@@ -17,10 +17,10 @@ import pytest
 from backends.base import Unsupported
 from backends.numpy_backend import NumpyBackend
 from backends.numpy_fast import BLOCK, UNBUFFERED_MIN_INNER, FastDropout, MaskStream, keep_threshold, row_split
-from suite.conformance import check_api
+from suite.verify.conformance import check_api
 from suite.spec import DropoutSpec
-from suite.timing import bench_shape
-from suite.stats import binomial_interval
+from suite.bench.cases import bench_shape
+from suite.verify.stats import binomial_interval
 
 REPO = Path(__file__).resolve().parents[1]
 ALPHA = 1e-7  # false-fail probability of each statistical assertion here

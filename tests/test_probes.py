@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from suite import probes
-from suite.jsonio import read_result
-from suite.known import Divergence, load_known
+from suite.probe import cases as probes
+from suite.runtime.jsonio import read_result
+from suite.verify.known import Divergence, load_known
 from backends import BUILTIN
-from suite.loader import BackendRef, UsageError, api_ids, resolve
-from suite.probe_report import (BEGIN, END, differences, known_disagreements, load_notes, matrix_csv, matrix_markdown,
+from suite.runtime.loader import BackendRef, UsageError, api_ids, resolve
+from suite.probe.render import (BEGIN, END, differences, known_disagreements, load_notes, matrix_csv, matrix_markdown,
                                 missing_notes, relative_link, rewrite_readme, section_markdown)
-from suite.probe_run import run_probe
+from suite.probe.runner import run_probe
 from suite.spec import DropoutSpec
 
 ROOT = Path(__file__).resolve().parents[1]

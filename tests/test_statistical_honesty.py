@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from backends.numpy_backend import NumpyBackend
-from suite import checks
+from suite.verify import checks
 from suite.spec import DropoutSpec
 from tests.meta.plugins import MaskReused, RateKeepSwapped, ScaleByRate
 

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from suite.stats import binomial_interval, hoeffding_halfwidth
+from suite.verify.stats import binomial_interval, hoeffding_halfwidth
 
 
 def _binom_tail_mass(n: int, p: float, lo: int, hi: int) -> float:

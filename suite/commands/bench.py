@@ -5,15 +5,15 @@ import argparse
 import sys
 from typing import Any
 
-from suite import table
-from suite.options import add_backend_options, positive_int, unit_interval, writable_path
+from suite.report import table
+from suite.commands.options import add_backend_options, positive_int, unit_interval, writable_path
 
 NAME = "bench"
 HELP = "time forward and forward+backward of every API against copy and RNG baselines (pytest-benchmark)"
 
 
 def _sizes(text: str) -> list[int]:
-    from suite.timing import parse_size  # noqa: PLC0415
+    from suite.bench.cases import parse_size  # noqa: PLC0415
 
     out = []
     for part in filter(None, (p.strip() for p in text.split(","))):
@@ -30,7 +30,7 @@ def _sizes(text: str) -> list[int]:
 
 
 def _dtypes(text: str) -> list[str]:
-    from suite.timing import ITEMSIZE  # noqa: PLC0415
+    from suite.bench.cases import ITEMSIZE  # noqa: PLC0415
 
     out = [p.strip() for p in text.split(",") if p.strip()]
     for dtype in out or [text]:
@@ -40,7 +40,7 @@ def _dtypes(text: str) -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from suite.timing import DEFAULT_RATE, DEFAULT_SIZES, DEFAULT_THREADS, QUICK_SIZES, size_label  # noqa: PLC0415
+    from suite.bench.cases import DEFAULT_RATE, DEFAULT_SIZES, DEFAULT_THREADS, QUICK_SIZES, size_label  # noqa: PLC0415
 
     add_backend_options(parser)
     parser.set_defaults(timeout=None)  # BenchOptions: 600 s per worker with --quick, 1800 s without
@@ -77,7 +77,7 @@ def _device(text: str) -> str:
 
 def options_from_args(args: argparse.Namespace) -> Any:
     """BenchOptions from parsed arguments, validated (UsageError names the bad value)."""
-    from suite.bench_run import BenchOptions  # noqa: PLC0415
+    from suite.bench.runner import BenchOptions  # noqa: PLC0415
 
     sizes = tuple(n for group in (args.sizes or []) for n in group)
     dtypes = tuple(d for group in (args.dtype or [["float32"]]) for d in group)
@@ -92,7 +92,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
 def default_json_path() -> str:
     import datetime as dt  # noqa: PLC0415
 
-    from suite.machine import machine_id  # noqa: PLC0415
+    from suite.runtime.machine import machine_id  # noqa: PLC0415
 
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     return f"results/{machine_id()}/bench-{stamp}.json"
@@ -100,7 +100,7 @@ def default_json_path() -> str:
 
 def summary_rows(payload: dict[str, Any]) -> list[list[Any]]:
     """One row per timed API case: median time, GB/s and the ratios to the same worker's baselines."""
-    from suite.timing import size_label, throughput  # noqa: PLC0415
+    from suite.bench.cases import size_label, throughput  # noqa: PLC0415
 
     base: dict[tuple, float] = {}
     for b in payload["benchmarks"]:
@@ -123,7 +123,7 @@ def summary_rows(payload: dict[str, Any]) -> list[list[Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from suite.bench_run import exit_code, run_bench  # noqa: PLC0415
+    from suite.bench.runner import exit_code, run_bench  # noqa: PLC0415
 
     options = options_from_args(args)
     if options.json_path is None:
@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         print(table.render(["api", "mode", "direction", "size", "dtype", "device", "median µs", "GB/s", "Melem/s", "x copy",
                             "x rng32"], rows))
         print()
-    from suite.timing import OVERHEAD_HEADERS, harness_overhead  # noqa: PLC0415
+    from suite.bench.cases import OVERHEAD_HEADERS, harness_overhead  # noqa: PLC0415
 
     overhead = harness_overhead(payload["benchmarks"])
     if overhead:

@@ -5,7 +5,7 @@ import argparse
 import math
 from pathlib import Path
 
-from suite import table
+from suite.report import table
 
 NAME = "compare"
 HELP = "compare two benchmark runs round by round; exit 1 on a significant regression"
@@ -52,8 +52,8 @@ def _time(seconds: float | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from suite.compare import NORMAL_MIN_ROUNDS, compare_runs, counts, exit_code
-    from suite.report import load_run  # validation only; pandas is not imported
+    from suite.report.compare import NORMAL_MIN_ROUNDS, compare_runs, counts, exit_code
+    from suite.report.build import load_run  # validation only; pandas is not imported
 
     old = load_run(args.old).payload
     new = load_run(args.new).payload

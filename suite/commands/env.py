@@ -1,6 +1,6 @@
 """`dropbench env`: this machine's id and facts, and which backends can run here, with versions and devices.
 
-``dropbench env create NAME [--force]`` builds a worker environment (suite/environments.toml) and
+``dropbench env create NAME [--force]`` builds a worker environment (backends/environments.toml) and
 ``dropbench env list`` shows them; ``dropbench env`` with no action is the backend table.
 """
 from __future__ import annotations
@@ -9,11 +9,11 @@ import argparse
 import json
 from typing import Any
 
-from suite import table
-from suite.loader import resolve
-from suite.machine import machine_facts, machine_id
-from suite.options import positive_float
-from suite.worker import run_in_worker
+from suite.report import table
+from suite.runtime.loader import resolve
+from suite.runtime.machine import machine_facts, machine_id
+from suite.commands.options import positive_float
+from suite.runtime.worker import Task, run_task
 
 NAME = "env"
 HELP = "show the machine id and which backends are installed, their versions and devices; build worker environments"
@@ -26,28 +26,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="{create,list}", parser_class=type(parser))
     create = actions.add_parser("create", help="build a worker environment (a virtual environment outside the "
                                                "repository, $DROPBENCH_ENV_DIR or ~/.cache/dropbench/envs)")
-    create.add_argument("name", metavar="NAME", help="an environment of suite/environments.toml, e.g. jax")
+    create.add_argument("name", metavar="NAME", help="an environment defined in backends/environments.toml (`dropbench env list`)")
     create.add_argument("--force", action="store_true", help="rebuild even when it is up to date")
     create.add_argument("--quiet", action="store_true", help="show pip's output only when a step fails")
     actions.add_parser("list", help="the worker environments: where, status, backends that run in them")
 
 
-def worker_task(ref: str, options: dict[str, Any]) -> dict[str, Any]:
+def worker_task(task: Task) -> dict[str, Any]:
     """Child side: availability, versions and devices of one backend."""
-    from suite.verify import load_backend_for_task
+    from suite.verify.runner import load_backend_for_task
 
-    backend, payload = load_backend_for_task(ref)
+    backend, payload = load_backend_for_task(task.ref)
     payload["apis"] = list(backend.apis) if backend is not None else []
     payload["devices"] = backend.devices() if backend is not None else []
     return payload
 
 
 def collect(names: list[str], timeout: float) -> dict[str, Any]:
-    from suite.environments import declaration
+    from suite.runtime.environments import declaration
 
     rows = []
     for ref in resolve(names):
-        result = run_in_worker("env", ref.ref, {}, timeout=timeout)
+        result = run_task(Task("env", ref.ref, name=ref.name), timeout=timeout)
         if result.status == "unavailable":
             row = {"backend": ref.name, "available": False, "reason": result.detail}
         elif result.payload is None:
@@ -63,7 +63,7 @@ def collect(names: list[str], timeout: float) -> dict[str, Any]:
 
 
 def _create(args: argparse.Namespace) -> int:
-    from suite.environments import EnvCreateError, create
+    from suite.runtime.environments import EnvCreateError, create
 
     try:
         create(args.name, force=args.force, quiet=args.quiet)
@@ -74,7 +74,7 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from suite.environments import definitions, env_root, state
+    from suite.runtime.environments import definitions, env_root, state
 
     defs = definitions()
     states = {name: state(name, defs) for name in defs}

@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from suite import table
-from suite.loader import UsageError
-from suite.options import positive_int
+from suite.report import table
+from suite.runtime.loader import UsageError
+from suite.commands.options import positive_int
 
 NAME = "experiment"
 HELP = "measure dropout's theory: ensemble vs. weight scaling, and the textbook MLP in every framework"
@@ -70,7 +70,9 @@ def _activations(text: str) -> list[str]:
 
 
 def _framework(text: str) -> str:
-    from suite.experiments.train import FRAMEWORKS
+    from suite.experiments.train import frameworks
+
+    FRAMEWORKS = frameworks()
 
     if text in FRAMEWORKS or ("." in text and all(part.isidentifier() for part in text.split("."))):
         return text
@@ -100,7 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tr = sub.add_parser("train", help="the textbook dropout MLP in every framework, same weights and batches",
                         description="the textbook dropout MLP in every framework, same weights and batches")
     tr.add_argument("--framework", type=_framework, action="append", default=[], metavar="NAME",
-                    help="numpy, torch, tensorflow, mxnet (repeatable; default: all)")
+                    help="a built-in backend that declares mlp_module, or a module path (repeatable; default: all)")
     tr.add_argument("--data-dir", type=_data_dir, default=None, metavar="DIR",
                     help="folder with the four Fashion-MNIST IDX files (.gz or not); default: scikit-learn's 8x8 digits")
     tr.add_argument("--epochs", type=positive_int, default=None,
@@ -131,7 +133,7 @@ def _load() -> float | None:
 def _run_ensemble(args: argparse.Namespace) -> int:
     from suite.experiments.ensemble import GapSettings, McSettings, gap_rows, mc_rows
     from suite.experiments.outputs import write_ensemble
-    from suite.machine import machine_facts, machine_id
+    from suite.runtime.machine import machine_facts, machine_id
 
     gap = GapSettings(tuple(args.activations), tuple(args.widths), tuple(args.rates), args.nets, args.seed)
     nonlinear = tuple(a for a in args.activations if a != "linear")
@@ -163,8 +165,8 @@ def _run_ensemble(args: argparse.Namespace) -> int:
 def _run_train(args: argparse.Namespace) -> int:
     from suite.experiments.data import DatasetError, load_dataset
     from suite.experiments.outputs import write_train
-    from suite.experiments.train import FRAMEWORKS, SUMMARY_HEADERS, TrainSettings, run_training, summary_rows
-    from suite.machine import machine_facts, machine_id
+    from suite.experiments.train import SUMMARY_HEADERS, TrainSettings, frameworks, run_training, summary_rows
+    from suite.runtime.machine import machine_facts, machine_id
 
     try:
         dataset = load_dataset(args.data_dir)
@@ -173,7 +175,7 @@ def _run_train(args: argparse.Namespace) -> int:
     default_epochs, default_seeds = IDX_DEFAULTS if args.data_dir else DIGITS_DEFAULTS
     settings = TrainSettings(args.epochs or default_epochs, args.seeds or default_seeds, tuple(args.rates), args.lr[0],
                              args.batch_size, tuple(args.hidden))
-    frameworks = list(dict.fromkeys(args.framework)) or list(FRAMEWORKS)
+    frameworks = list(dict.fromkeys(args.framework)) or list(frameworks())
     d = dataset.describe()
     print(f"train: {d['name']} ({d['n_train']} train / {d['n_test']} test), {', '.join(frameworks)}; "
           f"{settings.epochs} epochs, {settings.seeds} seeds x (dropout off, dropout on)", flush=True)

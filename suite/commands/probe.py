@@ -6,10 +6,10 @@ import sys
 from collections import OrderedDict
 from pathlib import Path
 
-from suite import table
-from suite.jsonio import atomic_write_json, atomic_write_text, read_result
-from suite.loader import UsageError, resolve
-from suite.options import add_backend_options, positive_float, validate_apis, writable_path
+from suite.report import table
+from suite.runtime.jsonio import atomic_write_json, atomic_write_text, read_result
+from suite.runtime.loader import UsageError, resolve
+from suite.commands.options import add_backend_options, positive_float, validate_apis, writable_path
 
 NAME = "probe"
 HELP = "run edge cases (rate 0/1/NaN, int, empty, fp16, eval, ...) and conventions through every API; record what happens"
@@ -26,7 +26,7 @@ def _seed(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from suite.probe_run import DEFAULT_CASE_TIMEOUT_S, DEFAULT_SEED
+    from suite.probe.runner import DEFAULT_CASE_TIMEOUT_S, DEFAULT_SEED
 
     add_backend_options(parser)
     parser.add_argument("--case", action="append", default=[], metavar="ID", help="only these cases (repeatable)")
@@ -46,8 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _check_args(args: argparse.Namespace) -> None:
     """Every bad value is reported before anything runs (a probe takes a minute)."""
-    from suite.probe_report import check_markers
-    from suite.probes import CASE_IDS
+    from suite.probe.render import check_markers
+    from suite.probe.cases import CASE_IDS
 
     for case in args.case:
         if case not in CASE_IDS:
@@ -59,7 +59,7 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def _print_summary(payload: dict) -> None:
-    from suite.probes import cell_label
+    from suite.probe.cases import cell_label
 
     grouped: OrderedDict[str, OrderedDict[str, list[str]]] = OrderedDict()
     for r in payload["records"]:
@@ -75,7 +75,7 @@ def _print_summary(payload: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from suite.probe_report import (load_notes, matrix_csv, matrix_markdown, relative_link, rewrite_readme,
+    from suite.probe.render import (load_notes, matrix_csv, matrix_markdown, relative_link, rewrite_readme,
                                     section_markdown)
 
     _check_args(args)
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         payload = read_result(args.from_json, kind="probe")
         json_path = Path(args.from_json)
     else:
-        from suite.probe_run import run_probe
+        from suite.probe.runner import run_probe
 
         refs = resolve(args.backend)
         apis = validate_apis(refs, args.api)

@@ -31,10 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from suite.loader import UsageError
+    from suite.runtime.loader import UsageError
 
     try:
-        from suite.report import build_report
+        from suite.report.build import build_report
     except ImportError as exc:  # pandas / matplotlib are in the `all` extra, not the core install
         raise UsageError(f"report needs {exc.name or 'pandas'}: pip install 'dropbench[all]'") from None
     files = build_report(list(args.runs), args.out, plots=not args.no_plots)

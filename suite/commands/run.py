@@ -11,11 +11,11 @@ import datetime as _dt
 import time
 from pathlib import Path
 
-from suite.jsonio import atomic_write_json, atomic_write_text
-from suite.loader import BackendRef, resolve
-from suite.machine import machine_id
-from suite.options import positive_float, positive_int
-from suite.progress import Progress, progress_bar
+from suite.runtime.jsonio import atomic_write_json, atomic_write_text
+from suite.runtime.loader import BackendRef, resolve
+from suite.runtime.machine import machine_id
+from suite.commands.options import positive_float, positive_int
+from suite.commands.progress import Progress, progress_bar
 
 NAME = "run"
 HELP = "the main job: verify + probe + bench --quick on the CPU for every installed backend, then report"
@@ -40,7 +40,7 @@ def _run_dir(root: str | None) -> Path:
 
 
 def _verify(refs: list[BackendRef], args: argparse.Namespace, out: Path, bar: Progress) -> tuple[int, list[str]]:
-    from suite.verify import VerifyReport, run_verify, summary_rows
+    from suite.verify.runner import VerifyReport, run_verify, summary_rows
 
     merged = VerifyReport()
     for ref in refs:
@@ -65,8 +65,8 @@ def _verify(refs: list[BackendRef], args: argparse.Namespace, out: Path, bar: Pr
 
 
 def _probe(refs: list[BackendRef], args: argparse.Namespace, out: Path, bar: Progress) -> list[str]:
-    from suite.probe_report import matrix_csv, matrix_markdown
-    from suite.probe_run import ProbeReport, run_probe
+    from suite.probe.render import matrix_csv, matrix_markdown
+    from suite.probe.runner import ProbeReport, run_probe
 
     merged: ProbeReport | None = None
     started = time.perf_counter()
@@ -86,14 +86,14 @@ def _probe(refs: list[BackendRef], args: argparse.Namespace, out: Path, bar: Pro
     atomic_write_json(out / "probe.json", payload)
     atomic_write_text(out / "probe-matrix.md", matrix_markdown(payload))
     atomic_write_text(out / "probe-matrix.csv", matrix_csv(payload))
-    from suite.probes import departs
+    from suite.probe.cases import departs
 
     departures = [r for r in payload["records"] if departs(r)]
     return [f"probe: {len(payload['records'])} records; {len(departures)} depart from the spec — see probe-matrix.md"]
 
 
 def _bench(refs: list[BackendRef], args: argparse.Namespace, out: Path, bar: Progress) -> tuple[int, Path]:
-    from suite.bench_run import BenchOptions, exit_code, run_bench
+    from suite.bench.runner import BenchOptions, exit_code, run_bench
 
     names = {ref.name for ref in refs}
     done: set[str] = set()
@@ -117,7 +117,7 @@ def _bench(refs: list[BackendRef], args: argparse.Namespace, out: Path, bar: Pro
 
 
 def run(args: argparse.Namespace) -> int:
-    from suite.bench_run import BenchOptions
+    from suite.bench.runner import BenchOptions
 
     refs = resolve(args.backend)
     BenchOptions(backends=tuple(args.backend), device="cpu", threads=args.threads, quick=True).validated()
@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
             bench_code, bench_json = _bench(refs, args, out, bar)
             code = max(code, bench_code)
             bar.step("report")
-            from suite.report import build_report
+            from suite.report.build import build_report
 
             files = build_report([bench_json], out / "report", plots=not args.no_plots)
             bar.advance()

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import argparse
 
-from suite import table
-from suite.jsonio import atomic_write_json
-from suite.loader import resolve
-from suite.options import add_backend_options, validate_apis, writable_path
+from suite.report import table
+from suite.runtime.jsonio import atomic_write_json
+from suite.runtime.loader import resolve
+from suite.commands.options import add_backend_options, validate_apis, writable_path
 
 NAME = "verify"
 HELP = "check every API of every installed backend against the spec"
@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from suite.verify import run_verify, summary_rows
+    from suite.verify.runner import run_verify, summary_rows
 
     refs = resolve(args.backend)
     apis = validate_apis(refs, args.api)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 
-from suite.jsonio import atomic_write_json, atomic_write_text
+from suite.runtime.jsonio import atomic_write_json, atomic_write_text
 
 
 def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:

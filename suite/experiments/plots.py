@@ -6,8 +6,16 @@ from typing import Any, Iterable
 
 import numpy as np
 
-COLORS = {"numpy": "tab:blue", "torch": "tab:red", "tensorflow": "tab:orange", "mxnet": "tab:green",
-          "linear": "tab:gray", "relu": "tab:red", "sigmoid": "tab:blue", "tanh": "tab:green"}
+COLORS = {"linear": "tab:gray", "relu": "tab:red", "sigmoid": "tab:blue", "tanh": "tab:green"}
+FRAMEWORK_PALETTE = ("tab:blue", "tab:red", "tab:orange", "tab:green", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+
+
+def framework_color(name: str) -> str:
+    """One colour per framework, by its place in the registry (stable across plots and runs)."""
+    from suite.experiments.train import frameworks  # noqa: PLC0415
+
+    names = list(frameworks())
+    return FRAMEWORK_PALETTE[names.index(name) % len(FRAMEWORK_PALETTE)] if name in names else "tab:purple"
 
 
 def _pyplot() -> Any:
@@ -89,7 +97,7 @@ def plot_training(report: dict[str, Any], path: Path) -> Path:
     for fw in report["frameworks"]:
         if fw["status"] != "ok":
             continue
-        name, color = fw["framework"], COLORS.get(fw["framework"])
+        name, color = fw["framework"], framework_color(fw["framework"])
         on = [r for r in fw["runs"] if r["label"].startswith("on-") and r["epochs"]]
         off = [r for r in fw["runs"] if r["label"].startswith("off-") and r["epochs"]]
         if on:
@@ -114,7 +122,7 @@ def plot_training(report: dict[str, Any], path: Path) -> Path:
     if off_parity.get("checked"):
         for name, v in off_parity["frameworks"].items():
             rel = np.maximum(v["rel_diff_per_epoch"], 1e-12)
-            ax_par.plot(range(1, len(rel) + 1), rel, "o-", ms=3, color=COLORS.get(name), label=f"{name} vs numpy float32 (seed 0)")
+            ax_par.plot(range(1, len(rel) + 1), rel, "o-", ms=3, color=framework_color(name), label=f"{name} vs numpy float32 (seed 0)")
         env = report.get("rounding_envelope")
         if env:
             rel = np.maximum(env["rel_diff_float32_vs_float64"], 1e-12)
@@ -128,7 +136,7 @@ def plot_training(report: dict[str, Any], path: Path) -> Path:
         ax.set_xlabel("epoch")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=6)
-    ax_time.bar(names, times, color=[COLORS.get(n, "tab:purple") for n in names])
+    ax_time.bar(names, times, color=[framework_color(n) for n in names])
     ax_time.set_ylabel("ms per training epoch (median, excl. epoch 1)")
     ds, st = report["dataset"], report["settings"]
     fig.suptitle(f"{ds['name']}: {ds['n_features']}-{st['hidden'][0]}-{st['hidden'][1]}-{ds['n_classes']} MLP, "

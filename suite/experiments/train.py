@@ -1,7 +1,7 @@
 """The textbook dropout MLP in every framework: same initial weights, same batches, own dropout layer.
 
 The parent writes one bundle (data, per-seed initial weights, per-seed/epoch batch orders) and
-runs each framework in its own worker process (``suite.worker`` task ``experiment-train``), so
+runs each framework in its own worker process (``suite.runtime.worker`` task ``experiment-train``), so
 frameworks never share a process and a crash costs only that framework's results.
 """
 from __future__ import annotations
@@ -20,12 +20,15 @@ from suite.experiments.data import Dataset
 from suite.experiments.mlp_common import Problem, RunSpec, dropout_probe, train_run
 from suite.experiments.parity import block_anova, loss_spread
 
-FRAMEWORKS: dict[str, str] = {
-    "numpy": "suite.experiments.mlp_numpy",
-    "torch": "suite.experiments.mlp_torch",
-    "tensorflow": "suite.experiments.mlp_tensorflow",
-    "mxnet": "suite.experiments.mlp_mxnet",
-}
+
+
+def frameworks() -> dict[str, str]:
+    """Registry name -> MLP module, for every built-in backend that declares ``mlp_module``."""
+    from suite.runtime.loader import builtin_refs  # noqa: PLC0415 - keeps this module light for the worker
+
+    return {name: module for name, module in builtin_refs("mlp_module").items() if module}
+
+
 WORKER_TASK = "experiment-train"
 # Dropout off, same weights and batches: each framework's per-epoch train loss must stay within this
 # relative distance of the NumPy float32 reference. Identical float32 computations differ by a few
@@ -58,7 +61,7 @@ class TrainSettings:
 
 def module_for(name: str) -> str:
     """A built-in framework name, or a dotted module path that provides build/versions/import_framework."""
-    return FRAMEWORKS.get(name, name)
+    return frameworks().get(name, name)
 
 
 def initial_weights(rng: np.random.Generator, sizes: list[int]) -> dict[str, np.ndarray]:
@@ -93,8 +96,9 @@ def load_problem(options: dict[str, Any]) -> Problem:
                    float(options["lr"]), int(options["batch_size"]), int(options["epochs"]), arrays)
 
 
-def worker_task(ref: str, options: dict[str, Any]) -> dict[str, Any]:
+def worker_task(task: Any) -> dict[str, Any]:
     """Child side: train every run for one framework; a failing run is recorded, the others go on."""
+    ref, options = task.ref, task.options
     payload: dict[str, Any] = {"framework": ref, "available": False, "reason": None, "versions": {}, "runtime": {}, "runs": []}
     try:
         module = importlib.import_module(module_for(ref))
@@ -187,7 +191,7 @@ def rounding_envelope(problem: Problem, seed: int = 0, epochs: int | None = None
     between frameworks are amplified alike, and trajectory parity is not expected there.
     """
     from suite.experiments.mlp_common import batches
-    from suite.experiments.mlp_numpy import NumpyMLP
+    from backends.numpy_mlp import NumpyMLP
 
     nets = {dt: NumpyMLP(problem.weights(seed), (0.0, 0.0), problem.lr, seed, dtype=dt) for dt in (np.float32, np.float64)}
     losses: dict[type, list[float]] = {np.float32: [], np.float64: []}
@@ -204,7 +208,7 @@ def rounding_envelope(problem: Problem, seed: int = 0, epochs: int | None = None
 def run_training(dataset: Dataset, settings: TrainSettings, frameworks: list[str], *, timeout: float = 600.0,
                  parallel: int = 1, envelope: bool = True) -> TrainReport:
     """Train in one worker per framework (``parallel`` at a time; 1 keeps the timings uncontended)."""
-    from suite.worker import run_in_worker
+    from suite.runtime.worker import Task, run_task
 
     report = TrainReport(dataset.describe(), {**asdict(settings), "runs": [r.to_dict() for r in settings.runs()]})
     with tempfile.TemporaryDirectory(prefix="dropbench-train-") as tmp:
@@ -215,10 +219,10 @@ def run_training(dataset: Dataset, settings: TrainSettings, frameworks: list[str
                    "runs": [r.to_dict() for r in settings.runs()]}
 
         def one(name: str) -> dict[str, Any]:
-            result = run_in_worker(WORKER_TASK, name, options, timeout=timeout)
+            result = run_task(Task(WORKER_TASK, name, options, name=name), timeout=timeout)
             if result.payload is None:
                 return {"framework": name, "status": result.status, "reason": result.detail, "versions": {}, "runs": []}
-            payload = {k: v for k, v in result.payload.items() if k not in ("schema", "kind")}
+            payload = {k: v for k, v in result.payload.items() if k not in ("schema", "kind", "task")}
             status = "ok" if payload.pop("available") else "unavailable"
             return {**payload, "framework": name, "status": status}
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from suite.loader import resolve
-from suite.verify import run_verify
+from suite.runtime.loader import resolve
+from suite.verify.runner import run_verify
 
 # fault -> check families that must fail (each family must catch it on its own)
 FAULTS = {

@@ -31,7 +31,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from suite.jsonio import ResultFileError
+from suite.runtime.jsonio import ResultFileError
 
 NORMAL_MIN_ROUNDS = 8  # below this in either sample the normal approximation is not used
 MIN_ROUNDS = 3  # below this in either sample no two-sided test at alpha <= 0.1 can reject at all

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import faulthandler
-import json
 import platform
 import tempfile
 import time
@@ -28,14 +27,13 @@ import numpy as np
 
 from backends.base import Unsupported, api_info
 from suite import __version__
-from suite import probes
-from suite.environments import declaration
-from suite.jsonio import read_jsonl
-from suite.loader import BackendRef
-from suite.machine import machine_facts, machine_id
-from suite.probes import Case
+from suite.probe import cases as probes
+from suite.runtime.environments import declaration
+from suite.runtime.loader import BackendRef
+from suite.runtime.machine import machine_facts, machine_id
+from suite.probe.cases import Case
 from suite.spec import DropoutSpec
-from suite.worker import DEFAULT_TIMEOUT_S, WorkerResult, run_in_worker
+from suite.runtime.worker import DEFAULT_TIMEOUT_S, Journal, Task, WorkerResult, run_task
 
 DEFAULT_SEED = 20260101
 DEFAULT_CASE_TIMEOUT_S = 30.0
@@ -100,18 +98,6 @@ def run_case(backend: Any, api: str, case: Case, seed: int) -> dict[str, Any]:
     return record
 
 
-class _Journal:
-    """Line-buffered JSON lines the parent reads after a crash (written straight to the OS)."""
-
-    def __init__(self, path: str | None) -> None:
-        self._handle = open(path, "a", encoding="utf-8", buffering=1) if path else None
-
-    def write(self, **entry: Any) -> None:
-        if self._handle is not None:
-            self._handle.write(json.dumps(entry, default=str) + "\n")
-            self._handle.flush()
-
-
 def plan_for(backend: Any, mode: str, apis: Iterable[str] | None, cases: Iterable[str] | None) -> list[Pair]:
     """(api id, case id) pairs in run order: API by API; cross-process cases case by case, unseeded first."""
     wanted_apis = set(apis) if apis else None
@@ -124,12 +110,13 @@ def plan_for(backend: Any, mode: str, apis: Iterable[str] | None, cases: Iterabl
     return [(a, c.id) for a in ids for c in chosen]
 
 
-def worker_task(ref: str, options: dict[str, Any]) -> dict[str, Any]:
-    """Child side (suite.worker TASKS["probe"]): run the planned cases of one backend."""
-    from suite.verify import load_backend_for_task
+def worker_task(task: Task) -> dict[str, Any]:
+    """Child side (suite.runtime.worker TASKS["probe"]): run the planned cases of one backend."""
+    from suite.verify.runner import load_backend_for_task
 
-    journal = _Journal(options.get("journal"))
-    backend, payload = load_backend_for_task(ref)
+    options = task.options
+    journal = Journal(task)
+    backend, payload = load_backend_for_task(task.ref)
     if backend is None:
         journal.write(header={**payload, "apis": [], "plan": []})
         return payload
@@ -167,9 +154,9 @@ class BackendRun:
     workers: int = 0
 
 
-def _read_journal(path: Path) -> tuple[dict[str, Any] | None, list[Pair], list[dict[str, Any]]]:
+def _read_journal(events: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, list[Pair], list[dict[str, Any]]]:
     header, started, done = None, [], []
-    for entry in read_jsonl(path):
+    for entry in events:
         if "header" in entry:
             header = entry["header"]
         elif "start" in entry:
@@ -199,15 +186,15 @@ def run_backend(ref: BackendRef, mode: str, *, apis: set[str] | None, cases: lis
     todo: list[Pair] | None = None
     with tempfile.TemporaryDirectory(prefix="dropbench-probe-") as tmp:
         for attempt in range(10_000):  # each retry removes at least one case, so this ends
-            journal, watchdog = Path(tmp) / f"journal-{attempt}.jsonl", Path(tmp) / f"watchdog-{attempt}.txt"
+            watchdog = Path(tmp) / f"watchdog-{attempt}.txt"
             options = {"mode": mode, "apis": sorted(apis) if apis else None, "cases": cases, "seed": seed,
-                       "todo": todo, "journal": str(journal), "watchdog": str(watchdog), "case_timeout": case_timeout}
-            result = run_in_worker("probe", ref.ref, options, timeout=timeout)
+                       "todo": todo, "watchdog": str(watchdog), "case_timeout": case_timeout}
+            result = run_task(Task("probe", ref.ref, options, name=ref.name), timeout=timeout)
             if result.status == "unavailable":  # its environment is not built: no worker started
                 run.status, run.reason = "unavailable", result.detail
                 return run
             run.workers += 1
-            header, started, done = _read_journal(journal)
+            header, started, done = _read_journal(result.events)
             if header is not None and attempt == 0:
                 run.name = header.get("backend", ref.name)
                 run.versions, run.apis = header.get("versions", {}), header.get("apis", [])

@@ -6,9 +6,9 @@ element (RNG bound, the randomness a per-element mask needs at the very least). 
 into buffers allocated before timing, so neither pays for allocation or page faults.
 
 CPU: NumPy. The RNG is ``SFC64.random_raw`` (see :data:`CHOSEN_BIT_GENERATOR` and
-:func:`survey_rng`, ``python -m suite.baselines`` reruns the measurement). GPU: the device's
-own copy and RNG through torch.cuda, else CuPy (cuRAND), else a :class:`BaselineUnavailable`
-with the reason. No framework is imported at module level.
+:func:`survey_rng`, ``python -m suite.bench.baselines`` reruns the measurement). A device: its
+own copy and RNG, from a backend's ``device_baseline`` hook, else a :class:`BaselineUnavailable`
+with the reasons. No framework is named or imported here.
 """
 from __future__ import annotations
 
@@ -17,10 +17,11 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
+
+from backends.base import DeviceBaseline
 
 BASELINE_APIS = ("copy", "rng32")
 RNG_CANDIDATES = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")
@@ -48,17 +49,8 @@ class BaselineUnavailable(RuntimeError):
     """This baseline cannot run here (no GPU, no GPU library); the message is the reason."""
 
 
-@dataclass
-class Baseline:
-    """One prepared baseline: ``step`` runs once and synchronizes the device."""
-
-    api: str  # "copy" | "rng32"
-    impl: str  # what exactly is timed, e.g. "numpy.copyto"
-    device: str  # "cpu" | "cuda:N"
-    threads: int  # threads the baseline itself uses
-    step: Step
-    versions: dict[str, str] = field(default_factory=dict)
-    output: Any = None  # the buffer step() writes (for tests and sanity checks)
+Baseline = DeviceBaseline
+"""One prepared baseline (CPU ones are built here, device ones by a backend)."""
 
 
 def _storage_dtype(dtype: str) -> np.dtype:
@@ -138,120 +130,37 @@ def cpu_rng32(numel: int, threads: int = 1, bit_generator: str = CHOSEN_BIT_GENE
     return Baseline("rng32", impl, "cpu", parts, step, {"numpy": np.__version__}, buf[:numel])
 
 
-# -- GPU -----------------------------------------------------------------------------------
-def _cuda_index(device: str) -> int:
-    _, _, index = device.partition(":")
-    return int(index or 0)
+# -- devices --------------------------------------------------------------------------------
+def device_baseline(api: str, numel: int, dtype: str, device: str, backend: Any | None = None) -> Baseline:
+    """The device's own copy / RNG, from the first backend that offers one.
 
+    The worker's own ``backend`` is asked first (its framework is already loaded), then every
+    built-in adapter that has a ``device_baseline`` hook (backends/base.py: DeviceBaseline); none
+    that can: BaselineUnavailable with every backend's reason.
+    """
+    from suite.runtime.loader import builtin_backends  # noqa: PLC0415 - adapters import no framework
 
-def _torch_cuda(device: str) -> Any:
-    """torch when it sees ``device``, else BaselineUnavailable saying why."""
-    try:
-        import torch  # noqa: PLC0415 - lazy: only GPU baselines need it
-    except Exception as exc:
-        raise BaselineUnavailable(f"torch not importable ({type(exc).__name__})") from exc
-    if not torch.cuda.is_available():
-        raise BaselineUnavailable(f"torch {torch.__version__} sees no CUDA device")
-    if _cuda_index(device) >= torch.cuda.device_count():
-        raise BaselineUnavailable(f"torch sees {torch.cuda.device_count()} CUDA device(s), not {device}")
-    return torch
-
-
-def _cupy(device: str) -> Any:
-    try:
-        import cupy  # noqa: PLC0415
-    except Exception as exc:
-        raise BaselineUnavailable(f"cupy not importable ({type(exc).__name__})") from exc
-    try:
-        count = cupy.cuda.runtime.getDeviceCount()
-    except Exception as exc:
-        raise BaselineUnavailable(f"cupy sees no CUDA device ({type(exc).__name__}: {exc})") from exc
-    if _cuda_index(device) >= count:
-        raise BaselineUnavailable(f"cupy sees {count} CUDA device(s), not {device}")
-    return cupy
-
-
-def _torch_dtype(torch: Any, dtype: str) -> Any:
-    return getattr(torch, dtype)
-
-
-def gpu_baseline(api: str, numel: int, dtype: str, device: str) -> Baseline:
-    """The device's own copy / RNG: torch.cuda first, CuPy second; both missing -> BaselineUnavailable."""
+    others = [b for b in builtin_backends() if backend is None or type(b) is not type(backend)]
     reasons = []
-    for maker in (_torch_gpu_baseline, _cupy_gpu_baseline):
+    for candidate in ([backend] if backend is not None else []) + others:
+        hook = getattr(candidate, "device_baseline", None)
+        if not callable(hook):
+            continue
         try:
-            return maker(api, numel, dtype, device)
-        except BaselineUnavailable as exc:
-            reasons.append(str(exc))
-    raise BaselineUnavailable(f"no GPU baseline on {device}: " + "; ".join(reasons))
+            return hook(api, numel, dtype, device)
+        except Exception as exc:  # unavailable framework, no device, no such baseline
+            reasons.append(f"{candidate.name}: {exc}")
+    raise BaselineUnavailable(f"no device baseline on {device}: " + ("; ".join(reasons) or "no backend offers one"))
 
 
-def _torch_gpu_baseline(api: str, numel: int, dtype: str, device: str) -> Baseline:
-    torch = _torch_cuda(device)
-    dev = torch.device(f"cuda:{_cuda_index(device)}")
-    versions = {"torch": str(torch.__version__), "cuda": str(torch.version.cuda)}
-    sync = lambda: torch.cuda.synchronize(dev)  # noqa: E731
-    if api == "copy":
-        src = torch.ones(numel, dtype=_torch_dtype(torch, dtype), device=dev)
-        dst = torch.empty_like(src)
-
-        def step() -> None:
-            dst.copy_(src)
-            sync()
-
-        impl, output = "torch.Tensor.copy_ (cuda)", dst
-    else:
-        # random_() on int32 draws one 32-bit Philox word per element (kept to 31 bits); torch
-        # has no full-range uint32 fill, and this is the cheapest per-element RNG op it offers.
-        buf = torch.empty(numel, dtype=torch.int32, device=dev)
-
-        def step() -> None:
-            buf.random_()
-            sync()
-
-        impl, output = "torch.Tensor.random_ int32 (cuda Philox4x32-10)", buf
-    sync()
-    return Baseline(api, impl, str(dev), 1, step, versions, output)
-
-
-def _cupy_gpu_baseline(api: str, numel: int, dtype: str, device: str) -> Baseline:
-    cupy = _cupy(device)
-    with cupy.cuda.Device(_cuda_index(device)):
-        stream = cupy.cuda.get_current_stream()
-        versions = {"cupy": str(cupy.__version__)}
-        if api == "copy":
-            src = cupy.ones(numel, dtype=_storage_dtype(dtype))
-            dst = cupy.empty_like(src)
-
-            def step() -> None:
-                cupy.copyto(dst, src)
-                stream.synchronize()
-
-            impl, output = "cupy.copyto", dst
-        else:
-            from cupy.cuda import curand  # noqa: PLC0415
-
-            buf = cupy.empty(numel, dtype=cupy.uint32)
-            generator = curand.createGenerator(curand.CURAND_RNG_PSEUDO_PHILOX4_32_10)
-            curand.setPseudoRandomGeneratorSeed(generator, _DEFAULT_SEED)
-            curand.setStream(generator, stream.ptr)
-
-            def step() -> None:
-                curand.generate(generator, buf.data.ptr, numel)  # raw 32-bit words
-                stream.synchronize()
-
-            impl, output = "cuRAND curandGenerate Philox4_32_10 (cupy)", buf
-        stream.synchronize()
-    return Baseline(api, impl, f"cuda:{_cuda_index(device)}", 1, step, versions, output)
-
-
-def make_baseline(api: str, numel: int, dtype: str, device: str, threads: int = 1) -> Baseline:
+def make_baseline(api: str, numel: int, dtype: str, device: str, threads: int = 1,
+                  backend: Any | None = None) -> Baseline:
     """The baseline ``api`` ("copy" | "rng32") for one size/dtype/device, buffers allocated."""
     if api not in BASELINE_APIS:
         raise ValueError(f"unknown baseline {api!r}; choose from {', '.join(BASELINE_APIS)}")
     if device == "cpu":
         return cpu_copy(numel, dtype, threads) if api == "copy" else cpu_rng32(numel, threads)
-    return gpu_baseline(api, numel, dtype, device)
+    return device_baseline(api, numel, dtype, device, backend)
 
 
 # -- why SFC64: the measurement ------------------------------------------------------------
@@ -301,16 +210,14 @@ def survey_rng(sizes: tuple[int, ...] = (2**16, 2**22), repeats: int = 7) -> lis
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m suite.baselines``: print the RNG survey (ns per 32-bit word, lower is better)."""
+    """``python -m suite.bench.baselines``: print the RNG survey (ns per 32-bit word, lower is better)."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args(argv)
-    from suite import table  # noqa: PLC0415
-
     rows = survey_rng(repeats=args.repeats)
     print(f"numpy {np.__version__}, {os.cpu_count()} cpus; ns per 32-bit word (best of {args.repeats})")
-    print(table.render(["numel", "bit_generator", "method", "ns/word"],
-                       [[r["numel"], r["bit_generator"], r["method"], f"{r['ns_per_word']:.3f}"] for r in rows]))
+    for r in rows:
+        print(f"{r['numel']:>9}  {r['bit_generator']:<10} {r['method']:<32} {r['ns_per_word']:.3f}")
     return 0
 
 

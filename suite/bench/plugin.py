@@ -1,28 +1,33 @@
-"""pytest plumbing for the dropout benchmarks.
+"""The pytest-benchmark engine of dropbench, as a pytest plugin inside the installed package.
+
+Why a plugin and not a conftest: ``dropbench bench`` must work from a wheel, where no tests/
+folder exists. Its worker runs ``pytest -p suite.bench.plugin <suite/bench/bench_dropout.py>
+--dropbench-task TASK.json``; from a checkout, tests/conftest.py loads the same hooks, so
+``pytest --benchmark-only`` times the same cases by hand.
 
 * Timed or smoke: pyproject's addopts carry ``--benchmark-disable`` so that a plain ``pytest``
   only smoke-tests the benchmarks (each case once, smallest size). ``--benchmark-only`` turns
-  timing on: pytest-benchmark refuses it next to --benchmark-disable, so tests/conftest.py
-  sets ``--benchmark-enable`` (its documented override) whenever --benchmark-only is given
-  (``dropbench bench`` always passes --benchmark-enable itself).
-* The plan: ``DROPBENCH_BENCH_PLAN`` (JSON, set by ``dropbench bench`` for its worker) or, by
-  hand, every built-in backend on cpu and cuda at DEFAULT_SIZES.
-* Outcomes: with a plan from ``dropbench bench``, every case's outcome (and each benchmark's
-  stats, so a crashing worker keeps what it timed) goes to a JSON-lines file, and the id of the
-  case being run to a pipe for live progress.
+  timing on: pytest-benchmark refuses it next to --benchmark-disable, so this plugin sets
+  ``--benchmark-enable`` (its documented override) whenever --benchmark-only is given, before
+  anything reads it (also for ``pytest tests/benchmarks``).
+* The plan: from the worker's task file (``--dropbench-task``, written by ``dropbench bench``) or,
+  by hand, every built-in backend on cpu and cuda at DEFAULT_SIZES.
+* Outcomes: in a worker, every case's outcome (and each benchmark's stats, so a crashing worker
+  keeps what it timed) goes to the task's journal, the id of the case being run to its progress
+  pipe, and the result envelope is written when the session ends.
 """
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field, replace
-from typing import Any, TextIO
+from typing import Any
 
 import pytest
 
-from suite.bench_run import pin_threads
-from suite.loader import load
-from suite.timing import ENV_PLAN, BaselineCase, Case, Plan, default_plan, plan_baselines, plan_cases
+from backends.base import api_info
+from suite.bench.cases import BaselineCase, Case, Plan, default_plan, plan_baselines, plan_cases
+from suite.runtime.loader import load
+from suite.runtime.threads import pin_threads
+from suite.runtime.worker import Journal, Task, write_envelope
 
 _SESSION = pytest.StashKey["BenchSession"]()
 _CURRENT: dict[str, "BenchSession"] = {}  # logstart/logreport hooks get no config: the session's BenchSession
@@ -38,6 +43,13 @@ class BackendState:
     label: str = ""  # the worker label: registry name of a built-in (keras3-jax), else the backend's name
 
 
+def _compiled_mode(backend: Any, api: str) -> str | None:
+    try:
+        return api_info(backend, api).compiled
+    except Exception:  # a broken declaration fails the case itself, with the reason
+        return None
+
+
 def worker_label(requested: str | None, name: str) -> str:
     """keras3-jax and keras3-torch are one backend ("keras3") in two processes: a registry name
     (no ":") tells the processes apart; a ``module:attr`` plugin goes by its own name."""
@@ -47,18 +59,13 @@ def worker_label(requested: str | None, name: str) -> str:
 class BenchSession:
     """The plan of this pytest process, its loaded backends and its outcome/progress channels."""
 
-    def __init__(self, plan: Plan, smoke: bool) -> None:
+    def __init__(self, plan: Plan, smoke: bool, task: Task | None = None) -> None:
         self.plan = plan
         self.smoke = smoke
+        self.task = task
         self.states: dict[str, BackendState] = {}
         self.cases_by_node: dict[str, Case | BaselineCase] = {}
-        self._outcomes: TextIO | None = open(plan.outcomes, "a", encoding="utf-8") if plan.outcomes else None
-        self._progress: TextIO | None = None
-        if plan.progress_fd is not None:
-            try:
-                self._progress = os.fdopen(plan.progress_fd, "w", buffering=1, encoding="utf-8")
-            except OSError:
-                self._progress = None
+        self._journal = Journal(task) if task is not None else None
 
     # -- backends --------------------------------------------------------------------------
     def state(self, ref: str, requested: str | None = None) -> BackendState:
@@ -73,7 +80,7 @@ class BenchSession:
         else:
             name = str(getattr(backend, "name", name))
             label = worker_label(requested, name)
-            threads = pin_threads(label, self.plan.threads) if self.plan.threads else {"requested": None}
+            threads = pin_threads(backend, self.plan.threads) if self.plan.threads else {"requested": None}
             reason = None
             if not backend.available():
                 getter = getattr(backend, "unavailable_reason", None)
@@ -89,18 +96,25 @@ class BenchSession:
     @property
     def worker(self) -> str:
         """Whose process this is: the backend's own name in a dropbench worker, "pytest" by hand."""
-        if self.plan.outcomes and len(self.plan.backends) == 1:
+        if self.in_worker and len(self.plan.backends) == 1:
             requested, ref = self.plan.backends[0]
             state = self.state(ref, requested)
             return state.label or state.name
         return self.plan.worker
 
-    def api_lists(self) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
-        """Declared API names and backend names per ref. A worker loads (and pins) its backend
-        here, first; by hand only adapter modules are imported, frameworks wait for a case."""
-        lists, names = {}, {}
+    def own_backend(self) -> Any | None:
+        """A worker's one loaded, available backend (asked first for device baselines); None by hand."""
+        if not self.in_worker or len(self.plan.backends) != 1:
+            return None
+        requested, ref = self.plan.backends[0]
+        return self.state(ref, requested).backend
+
+    def api_lists(self) -> tuple[dict[str, tuple[str, ...]], dict[str, str], dict[str, dict[str, str | None]]]:
+        """Declared API names, backend names and compiled modes per ref. A worker loads (and pins) its
+        backend here, first; by hand only adapter modules are imported, frameworks wait for a case."""
+        lists, names, modes = {}, {}, {}
         for requested, ref in self.plan.backends:
-            if self.plan.outcomes:  # a dropbench worker: one backend, checked up front
+            if self.in_worker:  # a dropbench worker: one backend, checked up front
                 state = self.state(ref, requested)
                 backend = state.backend
             else:
@@ -109,43 +123,62 @@ class BenchSession:
                 except Exception:
                     backend = None
             if backend is None:
-                lists[ref] = () if self.plan.outcomes else ("*",)  # by hand: one case that skips with the reason
+                lists[ref] = () if self.in_worker else ("*",)  # by hand: one case that skips with the reason
                 continue
             lists[ref], names[ref] = tuple(backend.apis), str(backend.name)
-        return lists, names
+            modes[ref] = {api: _compiled_mode(backend, api) for api in backend.apis}
+        return lists, names, modes
 
     # -- channels --------------------------------------------------------------------------
+    @property
+    def in_worker(self) -> bool:
+        """A dropbench worker (one backend, outcomes journalled), not a hand-run pytest."""
+        return self.task is not None
+
     def write(self, event: dict[str, Any]) -> None:
-        if self._outcomes is not None:
-            self._outcomes.write(json.dumps(event, default=str) + "\n")
-            self._outcomes.flush()
+        if self._journal is not None:
+            self._journal.write(**event)
 
     def announce(self, case_id: str) -> None:
-        if self._progress is not None:
-            try:
-                self._progress.write(case_id + "\n")
-            except OSError:
-                self._progress = None
+        if self._journal is not None:
+            self._journal.announce(case_id)
+
+    def finish(self, exitstatus: int) -> None:
+        """The envelope, written last: its presence tells the parent the session ended on its own."""
+        if self.task is not None and self.task.out:
+            write_envelope(self.task, {"backend": self.plan.worker, "exitstatus": int(exitstatus)})
 
     def close(self) -> None:
-        for handle in (self._outcomes, self._progress):
-            if handle is not None:
-                try:
-                    handle.close()
-                except OSError:
-                    pass
+        if self._journal is not None:
+            self._journal.close()
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--dropbench-task", default=None, metavar="TASK.json",
+                     help="dropbench worker task file (written by `dropbench bench`); omit when running by hand")
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    # tests/conftest.py (loaded first, also for `pytest tests/benchmarks`) has already turned
-    # --benchmark-only into --benchmark-enable
+    if config.getoption("benchmark_only", default=False):
+        config.option.benchmark_enable = True  # wins over addopts' --benchmark-disable
     smoke = bool(config.getoption("benchmark_disable", default=False)) and not config.getoption(
         "benchmark_enable", default=False)
-    text = os.environ.get(ENV_PLAN)
-    plan = Plan.from_env(text) if text else default_plan(smoke)
+    task_file = config.getoption("dropbench_task", default=None)
+    task = Task.read(task_file) if task_file else None
+    if task is not None:
+        plan = Plan.from_json(task.options["plan"])
+    else:
+        plan = default_plan(smoke)
     if smoke:
         plan = replace(plan, sizes=(min(plan.sizes),))
-    config.stash[_SESSION] = BenchSession(plan, smoke)
+    config.stash[_SESSION] = BenchSession(plan, smoke, task)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    bench = session.config.stash.get(_SESSION, None)
+    if bench is not None:
+        bench.finish(exitstatus)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -165,7 +198,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("case", cases, ids=[c.test_id for c in cases])
     if "baseline" in metafunc.fixturenames:
         baselines = plan_baselines(replace(session.plan, worker=session.worker))
-        if session.plan.outcomes and not any(session.state(ref, name).backend is not None
+        if session.in_worker and not any(session.state(ref, name).backend is not None
                                              for name, ref in session.plan.backends):
             baselines = []  # a worker whose backend cannot run has nothing to compare
         metafunc.parametrize("baseline", baselines, ids=[b.test_id for b in baselines])
@@ -184,6 +217,7 @@ def pytest_runtest_logstart(nodeid: str, location: Any) -> None:
     session = _CURRENT.get("session")
     case = session.cases_by_node.get(nodeid) if session else None
     if case is not None:
+        session.write({"event": "start", "id": case.test_id})
         session.announce(case.test_id)
 
 
@@ -223,5 +257,5 @@ def timed(benchmark: Any, bench: BenchSession, request: pytest.FixtureRequest) -
     """pytest-benchmark's fixture; afterwards its stats also go to the outcome log (crash salvage)."""
     yield benchmark
     stats = getattr(benchmark, "stats", None)
-    if stats is not None and bench.plan.outcomes:
+    if stats is not None and bench.in_worker:
         bench.write({"event": "stats", "id": request.node.callspec.id, "benchmark": stats.as_dict(include_data=True)})

@@ -5,7 +5,7 @@ an API, :func:`classify` names what came back in the fixed vocabulary :data:`OUT
 and convention cases add a measured *finding* (same mask or not, which axes share a mask,
 what the scale rounds to). Each record also carries the label the DropoutSpec prescribes
 (``expected``, None where the spec is silent) so reports can list the differences without
-re-deciding anything. Running cases through backends lives in :mod:`suite.probe_run`.
+re-deciding anything. Running cases through backends lives in :mod:`suite.probe.runner`.
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from suite.checks import rounding_tolerance
-from suite.stats import ALPHA_PER_CHECK, binomial_interval
+from suite.verify.checks import rounding_tolerance
+from suite.verify.stats import ALPHA_PER_CHECK, binomial_interval
 
 OUTCOMES = ("error", "crash", "timeout", "n/a", "empty", "nan", "identity", "zeros", "inverted", "vanilla", "other")
 """The vocabulary, in the order it is decided: the first that applies wins."""
@@ -109,7 +109,7 @@ def _numpy_dtype(name: str) -> Any:
         try:
             import ml_dtypes
         except ImportError as exc:
-            raise LookupError("bfloat16 needs the ml_dtypes package (installed with TensorFlow)") from exc
+            raise LookupError("bfloat16 needs the ml_dtypes package (pip install ml_dtypes)") from exc
         return ml_dtypes.bfloat16
     return np.dtype(name)
 

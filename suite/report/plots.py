@@ -21,7 +21,7 @@ BASELINE_STYLE = {"baseline:copy": ("#222222", "--"), "baseline:rng32": ("#77777
 
 
 def _size_formatter() -> FuncFormatter:
-    from suite.report import size_label
+    from suite.report.units import size_label
 
     return FuncFormatter(lambda x, _pos: size_label(int(round(x))) if x >= 1 else "")
 

@@ -5,7 +5,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from suite.loader import BackendRef, UsageError, api_ids
+from suite.runtime.loader import UsageError, validate_apis  # noqa: F401 - re-exported for the subcommands
 
 
 def _number(text: str) -> float:
@@ -53,22 +53,6 @@ def writable_path(text: str) -> Path:
     except OSError as exc:
         raise argparse.ArgumentTypeError(f"cannot write {text!r}: {exc.strerror or exc}") from None
     return path
-
-
-def validate_apis(refs: list[BackendRef], apis: list[str]) -> set[str] | None:
-    """API ids must exist; checked against the adapters' declared names without importing frameworks."""
-    if not apis:
-        return None
-    known: set[str] = set()
-    for ref in refs:
-        try:
-            known.update(api_ids(ref.ref))
-        except Exception:  # a plugin that cannot load here: its worker will report it
-            known.update(a for a in apis if a.startswith(f"{ref.name}:"))
-    for api in apis:
-        if api not in known:
-            raise UsageError(f"unknown api {api!r}; choose from {', '.join(sorted(known))}")
-    return set(apis)
 
 
 def add_backend_options(parser: argparse.ArgumentParser) -> None:

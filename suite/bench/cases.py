@@ -1,9 +1,9 @@
 """What one benchmark is: the cases, their closures, their traffic model and their extra_info.
 
-The pytest-benchmark tests (tests/benchmarks/) and the orchestrator (suite/bench_run.py) both
+The pytest-benchmark tests (tests/benchmarks/) and the orchestrator (suite/bench/runner.py) both
 build on this module, so a case means the same thing in ``pytest --benchmark-only`` and in
 ``dropbench bench``. Nothing here imports a framework: closures come from the adapters'
-``prepare()``, baselines from :mod:`suite.baselines`.
+``prepare()``, baselines from :mod:`suite.bench.baselines`.
 
 Traffic model (bytes of *useful* traffic per step; the mask is not counted, since how it is
 stored is exactly what differs between frameworks):
@@ -12,7 +12,6 @@ grad_out, grad_x); baseline:copy 2*numel*itemsize; baseline:rng32 4*numel (one u
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -34,23 +33,12 @@ DEFAULT_THREADS = 1
 at which every backend competes on equal terms (numpy:fast follows the pinned count too); it also
 removes scheduler noise on shared machines. Use ``--threads N`` for scaling; the count is recorded
 with every row either way."""
-COMPILED_MODES = {"tensorflow": "tf.function", "mxnet": "hybridized", "jax": "jit",
-                  "keras3:jax": "jit", "keras3:tensorflow": "tf.function"}
-"""Backends (or single API ids, looked up first) whose prepare(compiled=True) is timed too, and what
-their graph mode is called. torch.compile is not benchmarked (the torch adapter refuses it), nor
-keras3:torch, which would be torch.compile."""
-
-
-def compiled_mode(backend: str, api: str) -> str | None:
-    """The graph mode timed next to eager for ``backend:api``, or None."""
-    return COMPILED_MODES.get(f"{backend}:{api}", COMPILED_MODES.get(backend))
 BASELINE_BACKEND = "baseline"
 PEAK_ARRAYS = 8
 """Arrays of numel elements a forward_backward step may hold at once (x, grad_out, y, grad_x,
 mask, temporaries): the memory estimate that rejects absurd sizes up front."""
 ROW_WIDTH = 1024
 CHANNEL_BLOCKS = {3: (64, 64), 4: (16, 16, 16)}  # per-sample (C, L) and (C, H, W) of channel-dropout layouts
-ENV_PLAN = "DROPBENCH_BENCH_PLAN"
 
 
 class CaseSkip(Exception):
@@ -125,7 +113,7 @@ def throughput(stats: Mapping[str, Any], extra: Mapping[str, Any], statistic: st
 # -- the plan: which cases one process times ------------------------------------------------
 @dataclass(frozen=True)
 class Plan:
-    """What one pytest process benchmarks; handed to a worker as JSON in ``DROPBENCH_BENCH_PLAN``.
+    """What one pytest process benchmarks; handed to a worker inside its task file (suite.runtime.worker.Task).
 
     ``backends``: (name, module:attr) pairs; ``apis``: full ids to keep (empty = all);
     ``worker``: the backend whose process this is ("pytest" when run by hand);
@@ -142,15 +130,13 @@ class Plan:
     worker: str = "pytest"
     baselines: bool = True
     bare_loop: bool = False  # also time each case and baseline with bare_loop() after pytest-benchmark (harness overhead)
-    outcomes: str | None = None  # JSON-lines file for per-case outcomes (dropbench bench sets it)
-    progress_fd: int | None = None  # pipe for live progress lines (dropbench bench sets it)
 
-    def to_env(self) -> str:
-        return json.dumps(asdict(self))
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
     @classmethod
-    def from_env(cls, text: str) -> "Plan":
-        raw = json.loads(text)
+    def from_json(cls, raw: dict[str, Any]) -> "Plan":
+        raw = dict(raw)
         raw["backends"] = tuple(tuple(pair) for pair in raw["backends"])
         for key in ("sizes", "dtypes", "devices", "apis"):
             raw[key] = tuple(raw[key])
@@ -213,11 +199,13 @@ class BaselineCase:
         return "-".join([self.api_id, size_label(self.numel), self.dtype, self.device, f"in-{self.worker}"])
 
 
-def plan_cases(plan: Plan, api_lists: Mapping[str, Sequence[str]], names: Mapping[str, str] | None = None) -> list[Case]:
+def plan_cases(plan: Plan, api_lists: Mapping[str, Sequence[str]], names: Mapping[str, str] | None = None,
+               compiled: Mapping[str, Mapping[str, str | None]] | None = None) -> list[Case]:
     """Every case of the plan.
 
     ``api_lists`` maps a backend's ref to its declared API names; ``names`` maps a ref to the
-    backend's own ``name`` where it is loaded (a plugin's ``module:attr`` becomes its name).
+    backend's own ``name`` where it is loaded (a plugin's ``module:attr`` becomes its name);
+    ``compiled`` maps a ref to {api: the graph mode its ApiInfo declares, timed next to eager}.
     """
     cases = []
     for requested, ref in plan.backends:
@@ -225,7 +213,7 @@ def plan_cases(plan: Plan, api_lists: Mapping[str, Sequence[str]], names: Mappin
         for api in api_lists.get(ref, ()):
             if plan.apis and f"{name}:{api}" not in plan.apis and f"{requested}:{api}" not in plan.apis:
                 continue
-            mode = compiled_mode(name, api)
+            mode = (compiled or {}).get(ref, {}).get(api)
             modes = ["eager"] + ([mode] if mode else [])
             for device in plan.devices:
                 for dtype in plan.dtypes:

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Iterable
+from backends import KNOWN_DIVERGENCES_FILE
 
-KNOWN_FILE = Path(__file__).with_name("known_divergences.toml")
+KNOWN_FILE = KNOWN_DIVERGENCES_FILE
 FAILING = ("fail", "error")
 
 

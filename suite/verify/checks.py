@@ -1,7 +1,7 @@
 """Conformance checks: pure functions over NumPy arrays, no framework anywhere.
 
 Exact checks compare values (within the output dtype's rounding); statistical checks
-use the bounds of :mod:`suite.stats`, each failing a correct adapter with probability at
+use the bounds of :mod:`suite.verify.stats`, each failing a correct adapter with probability at
 most ``alpha``. Every function returns an :class:`Outcome` whose detail says what was seen.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from suite.stats import ALPHA_PER_CHECK, binomial_interval, hoeffding_halfwidth
+from suite.verify.stats import ALPHA_PER_CHECK, binomial_interval, hoeffding_halfwidth
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from suite.jsonio import ResultFileError, atomic_write_text, read_result
+from suite.report.units import size_label
+from suite.runtime.jsonio import ResultFileError, atomic_write_text, read_result
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -101,17 +102,6 @@ def load_run(path: Path | str) -> Run:
 
 
 # ------------------------------------------------------------------------------------ formatting
-
-
-def size_label(numel: int) -> str:
-    """4096 -> '4Ki', 1048576 -> '1Mi', 3000000 -> '3M' (compact column headers)."""
-    for suffix, scale in (("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)):
-        if numel >= scale and numel % scale == 0:
-            return f"{numel // scale}{suffix}"
-    for suffix, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if numel >= scale:
-            return f"{numel / scale:.3g}{suffix}"
-    return str(numel)
 
 
 def format_time(seconds: float | None) -> str:
@@ -457,7 +447,7 @@ def skipped_table(runs: Sequence[Run]) -> Table | None:
 
 def overhead_table(runs: Sequence[Run]) -> Table | None:
     """Runs made with ``dropbench bench --bare-loop``: how far pytest-benchmark is from a bare loop."""
-    from suite.timing import OVERHEAD_HEADERS, harness_overhead  # noqa: PLC0415
+    from suite.bench.cases import OVERHEAD_HEADERS, harness_overhead  # noqa: PLC0415
 
     rows = [[run.machine_id, run.path.name, *row] for run in runs for row in harness_overhead(run.payload["benchmarks"])]
     if not rows:
@@ -518,7 +508,7 @@ def _summary_markdown(runs: Sequence[Run], tables: list[Table], notes: list[str]
 
 def _plots(disp: "pd.DataFrame", out_dir: Path, notes: list[str]) -> list[Path]:
     try:
-        from suite import plots
+        from suite.report import plots
     except ImportError as exc:
         notes.append(f"plots skipped: {exc.name or 'matplotlib'} is not installed")
         return []

@@ -61,6 +61,32 @@ def load(ref: str) -> Any:
     return obj() if isinstance(obj, type) else obj
 
 
+def builtin_refs(attribute: str) -> dict[str, Any]:
+    """Registry name -> a class attribute of each built-in adapter (None where it has none).
+
+    Reads the class without instantiating it: no framework import, nothing that can fail slowly.
+    """
+    out: dict[str, Any] = {}
+    for name, ref in BUILTIN.items():
+        module_name, _, attr = ref.partition(":")
+        try:
+            out[name] = getattr(getattr(importlib.import_module(module_name), attr), attribute, None)
+        except Exception:
+            out[name] = None
+    return out
+
+
+def builtin_backends() -> list[Any]:
+    """One instance of every built-in adapter that loads (adapter modules import no framework)."""
+    out = []
+    for ref in BUILTIN.values():
+        try:
+            out.append(load(ref))
+        except Exception:  # a broken adapter module is reported where it is used by name
+            continue
+    return out
+
+
 def api_names(ref: str) -> tuple[str, ...]:
     """The API names a backend declares (imports the adapter module, not its framework)."""
     return tuple(load(ref).apis)
@@ -71,3 +97,19 @@ def api_ids(ref: str) -> tuple[str, ...]:
     (``keras3-jax`` declares ``keras3:jax``); imports the adapter module, not its framework."""
     backend = load(ref)
     return tuple(f"{backend.name}:{api}" for api in backend.apis)
+
+
+def validate_apis(refs: list[BackendRef], apis: list[str]) -> set[str] | None:
+    """API ids must exist; checked against the adapters' declared names without importing frameworks."""
+    if not apis:
+        return None
+    known: set[str] = set()
+    for ref in refs:
+        try:
+            known.update(api_ids(ref.ref))
+        except Exception:  # a plugin that cannot load here: its worker will report it
+            known.update(a for a in apis if a.startswith(f"{ref.name}:"))
+    for api in apis:
+        if api not in known:
+            raise UsageError(f"unknown api {api!r}; choose from {', '.join(sorted(known))}")
+    return set(apis)

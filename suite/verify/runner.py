@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from suite import __version__
-from suite.conformance import check_api
-from suite.known import Divergence, classify, load_known
-from suite.loader import BackendRef, load
-from suite.stats import ALPHA_PER_CHECK
-from suite.worker import DEFAULT_TIMEOUT_S, run_in_worker
+from suite.verify.conformance import check_api
+from suite.verify.known import Divergence, classify, load_known
+from suite.runtime.loader import BackendRef, load
+from suite.verify.stats import ALPHA_PER_CHECK
+from suite.runtime.worker import DEFAULT_TIMEOUT_S, Task, run_task
 
 STATISTICAL_CHECKS = ("kept-fraction", "mean", "fresh-mask", "broadcast-kept-fraction", "vanilla-kept-fraction")
 FAILED_STATUSES = ("fail", "error", "crash", "timeout")
@@ -40,12 +40,12 @@ def load_backend_for_task(ref: str) -> tuple[Any | None, dict[str, Any]]:
     return (backend if reason is None else None), info
 
 
-def worker_task(ref: str, options: dict[str, Any]) -> dict[str, Any]:
+def worker_task(task: Task) -> dict[str, Any]:
     """Child side: run the checks of every (selected) API of one backend."""
-    backend, payload = load_backend_for_task(ref)
+    backend, payload = load_backend_for_task(task.ref)
     if backend is None:
         return payload
-    wanted = options.get("apis")
+    wanted = task.options.get("apis")
     for api in backend.apis:
         if wanted and f"{backend.name}:{api}" not in wanted:
             continue
@@ -102,7 +102,7 @@ def run_verify(refs: list[BackendRef], apis: set[str] | None = None, *, timeout:
     report = VerifyReport(required=required)
     raw: list[dict[str, str]] = []
     for ref in refs:
-        result = run_in_worker("verify", ref.ref, {"apis": sorted(apis) if apis else None}, timeout=timeout)
+        result = run_task(Task("verify", ref.ref, {"apis": sorted(apis) if apis else None}, name=ref.name), timeout=timeout)
         if result.status == "unavailable":  # its environment is not built: no worker ran, nothing failed
             report.backends.append({"backend": ref.name, "ref": ref.name, "status": "unavailable", "reason": result.detail,
                                     "versions": {}})

@@ -3,11 +3,11 @@
 Some frameworks cannot share one interpreter (MXNet 1.9.1 needs numpy < 2; JAX 0.10 needs numpy 2).
 A backend class may declare ``environment = "jax"`` (None: the interpreter running dropbench) and
 ``worker_env = {"KERAS_BACKEND": "jax"}`` (variables its worker needs before any import). The
-environments are defined in ``suite/environments.toml`` and built outside the repository, in
+environments are defined in ``backends/environments.toml`` and built outside the repository, in
 ``$DROPBENCH_ENV_DIR`` (default ``~/.cache/dropbench/envs``), by ``dropbench env create NAME``.
 
-The exchange with a worker in another environment is the one every worker uses (suite/worker.py,
-suite/bench_run.py): command-line arguments and environment variables in, JSON files out (schema 1,
+The exchange with a worker in another environment is the one every worker uses (suite/runtime/worker.py,
+suite/bench/runner.py): command-line arguments and environment variables in, JSON files out (schema 1,
 written atomically), plus JSON-lines journals/outcome logs; no pickles, so the two interpreters need
 not share any package version. The worker imports ``suite`` and ``backends`` from the repository
 through PYTHONPATH, so both must work under numpy 1.26 and numpy 2.
@@ -31,10 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from suite.jsonio import ResultFileError, atomic_write_json, atomic_write_text, read_result
-from suite.loader import UsageError
+from backends import ENVIRONMENTS_FILE
+from suite.runtime.jsonio import ResultFileError, atomic_write_json, atomic_write_text, read_result
+from suite.runtime.loader import UsageError
 
-DEFINITIONS_FILE = Path(__file__).with_name("environments.toml")
+DEFINITIONS_FILE = ENVIRONMENTS_FILE
 ENV_DIR_VAR = "DROPBENCH_ENV_DIR"
 ENVIRONMENT_VAR = "DROPBENCH_ENVIRONMENT"  # set in a worker started in a named environment (informational)
 MARKER = "dropbench-env.json"  # written last by `env create`: an environment without it is incomplete

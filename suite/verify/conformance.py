@@ -12,8 +12,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from backends.base import ApiInfo, Unsupported, api_info
-from suite import checks
-from suite.checks import Outcome
+from suite.verify import checks
+from suite.verify.checks import Outcome
 from suite.spec import DropoutSpec
 
 RATES = (0.0, 0.1, 0.5, 0.9, 1.0)

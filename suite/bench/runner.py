@@ -3,10 +3,10 @@
 Each backend runs ``pytest tests/benchmarks/test_bench_dropout.py --benchmark-json=PART`` in a
 fresh interpreter with its thread pools pinned (environment + framework APIs), so one
 framework's crash, hang or thread pool never touches another's numbers. The interpreter is the
-one of the backend's worker environment (suite/environments.py: e.g. the ``jax`` virtual
+one of the backend's worker environment (suite/runtime/environments.py: e.g. the ``jax`` virtual
 environment, numpy 2); everything comes back as files (pytest-benchmark JSON, a JSON-lines
 outcome log) and progress lines on a pipe, so the two interpreters share no Python objects. Every worker also
-times the baselines (suite/baselines.py) in its own process: a row's baselines are the
+times the baselines (suite/bench/baselines.py) in its own process: a row's baselines are the
 ``baseline:*`` rows with the same ``extra_info.worker``, numel, dtype and device.
 
 Python API (used by ``dropbench run``): :class:`BenchOptions` (validated up front, UsageError
@@ -18,28 +18,23 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-import os
 import re
-import signal
-import subprocess
-import sys
-import threading
-import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from suite import __version__
-from suite.environments import launch_for
-from suite.jsonio import ResultFileError, atomic_write_json, read_jsonl, read_result
-from suite.loader import BackendRef, UsageError, resolve
-from suite.timing import (BASELINE_BACKEND, DEFAULT_RATE, DEFAULT_SIZES, DEFAULT_THREADS, ENV_PLAN, ITEMSIZE,
+from suite.runtime.jsonio import ResultFileError, atomic_write_json, read_result
+from suite.runtime.loader import BackendRef, UsageError, resolve, validate_apis
+from suite.runtime.threads import thread_env
+from suite.bench.cases import (BASELINE_BACKEND, DEFAULT_RATE, DEFAULT_SIZES, DEFAULT_THREADS, ITEMSIZE,
                           QUICK_SIZES, Plan, available_memory_bytes, peak_bytes, size_label)
-from suite.worker import describe_exit, tail_text, worker_env
+from suite.runtime.worker import Task, WorkerResult, file_stem as _safe, run_task
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-BENCH_FILE = REPO_ROOT / "tests" / "benchmarks" / "test_bench_dropout.py"
+BENCH_FILE = Path(__file__).resolve().with_name("bench_dropout.py")
+"""The benchmark module, collected from the package itself (works from a wheel, no tests/ needed)."""
+PLUGIN = "suite.bench.plugin"
 DEVICES = ("cpu", "cuda")
 TIMING = {
     # --quick: enough rounds for a median and an IQR, bounded so that every backend together
@@ -53,10 +48,6 @@ TIMING = {
     "full": {"min_rounds": 10, "max_time": 0.5, "min_time": 0.0005, "warmup": "on"},
 }
 DEFAULT_TIMEOUT_S = {"quick": 600.0, "full": 1800.0}
-THREAD_ENV_VARS = (
-    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
-    "NUMEXPR_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "MXNET_CPU_WORKER_NTHREADS",
-)
 _SKIP_TAG = re.compile(r"^\[(?P<kind>[a-z-]+)\]\s*(?P<reason>.*)$", re.S)
 
 Progress = Callable[[str], None]
@@ -87,8 +78,6 @@ class BenchOptions:
 
     def validated(self) -> "BenchOptions":
         """Defaults filled in, every value checked before any worker starts (UsageError names the value)."""
-        from suite.options import validate_apis  # noqa: PLC0415
-
         if self.resume and not self.json_path:
             raise UsageError("--resume needs --json PATH: the result file to resume")
         if self.device not in DEVICES and not re.fullmatch(r"cuda:\d+", self.device):
@@ -126,86 +115,6 @@ def check_memory(numel: int, dtype: str) -> None:
         raise UsageError(f"size {size_label(numel)} ({numel} elements) needs about {need / 2**30:.1f} GiB "
                          f"({need // (numel * ITEMSIZE[dtype])} arrays of {dtype}) but about "
                          f"{have / 2**30:.1f} GiB of memory is available")
-
-
-# -- thread pinning -----------------------------------------------------------------------------
-def thread_env(threads: int) -> dict[str, str]:
-    """Environment that pins BLAS/OpenMP, TensorFlow and MXNet pools; must be set before import."""
-    return {name: str(threads) for name in THREAD_ENV_VARS}
-
-
-def _pin_torch(threads: int) -> dict[str, Any]:
-    import torch  # noqa: PLC0415 - inside the torch worker only
-
-    out: dict[str, Any] = {}
-    torch.set_num_threads(threads)
-    try:
-        torch.set_num_interop_threads(threads)
-    except RuntimeError as exc:  # parallel work already started in this process
-        out["interop_error"] = str(exc).splitlines()[0]
-    out.update({"torch.get_num_threads": torch.get_num_threads(),
-                "torch.get_num_interop_threads": torch.get_num_interop_threads()})
-    return out
-
-
-def _pin_tensorflow(threads: int) -> dict[str, Any]:
-    from backends.tensorflow_backend import TensorflowBackend  # noqa: PLC0415 - same quiet import as the adapter
-
-    tf = TensorflowBackend().framework()
-    out: dict[str, Any] = {}
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    except RuntimeError as exc:  # the runtime was initialised before us
-        out["error"] = str(exc).splitlines()[0]
-    out.update({"tf.intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
-                "tf.inter_op": tf.config.threading.get_inter_op_parallelism_threads()})
-    return out
-
-
-def _pin_env_only(threads: int) -> dict[str, Any]:
-    """MXNet reads MXNET_CPU_WORKER_NTHREADS / OMP_NUM_THREADS at import; NumPy has no pool of its own."""
-    return {}
-
-
-def _pin_xla(threads: int) -> dict[str, Any]:
-    """XLA's CPU client sizes its pools from the CPUs it may run on and ignores the thread flags
-    (measured with jax 0.10.2: --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1 still
-    used both cores), so the process is confined to ``threads`` CPUs before jax is imported."""
-    if not hasattr(os, "sched_setaffinity"):
-        return {"note": "no sched_setaffinity on this platform: XLA may use every CPU"}
-    allowed = sorted(os.sched_getaffinity(0))
-    chosen = set(allowed[:threads])
-    os.sched_setaffinity(0, chosen)
-    return {"cpu_affinity": sorted(os.sched_getaffinity(0)), "of": len(allowed)}
-
-
-def _pin_gpu(threads: int) -> dict[str, Any]:
-    """cupy and Triton work on the GPU; their host side has no thread pool of its own."""
-    return {}
-
-
-PINNERS: dict[str, Callable[[int], dict[str, Any]]] = {
-    "torch": _pin_torch, "tensorflow": _pin_tensorflow, "mxnet": _pin_env_only, "numpy": _pin_env_only,
-    "jax": _pin_xla, "keras3-jax": _pin_xla, "keras3-torch": _pin_torch, "keras3-tensorflow": _pin_tensorflow,
-    "keras3-numpy": _pin_env_only, "cupy": _pin_gpu, "triton": _pin_gpu,
-}
-"""By worker label: the registry name of a built-in (keras3-torch), else the backend's own name."""
-
-
-def pin_threads(backend: str, threads: int) -> dict[str, Any]:
-    """Worker side: pin ``backend``'s own pools to ``threads``; returns what the framework reports back."""
-    record: dict[str, Any] = {"requested": threads,
-                              "env": {name: os.environ.get(name) for name in THREAD_ENV_VARS}}
-    pinner = PINNERS.get(backend)
-    if pinner is None:
-        record["note"] = f"no framework API known for {backend!r}: pinned through the environment only"
-        return record
-    try:
-        record.update(pinner(threads))
-    except Exception as exc:  # a missing framework is reported by the backend itself
-        record["error"] = f"{type(exc).__name__}: {exc}"
-    return record
 
 
 # -- one worker ---------------------------------------------------------------------------------
@@ -248,22 +157,15 @@ class WorkerRun:
                 "errors": sum(c["status"] != "skipped" for c in self.cases)}
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-
-
-def _tail(path: Path, lines: int = 8) -> str:
-    try:
-        return tail_text(path.read_text(encoding="utf-8", errors="replace"), lines, 1000)
-    except OSError:
-        return ""
-
-
-def pytest_command(part_json: Path, profile: str, python: str | None = None) -> list[str]:
-    """The worker's pytest command line; --benchmark-enable overrides the addopts --benchmark-disable."""
+def pytest_command(part_json: Path, profile: str, python: str, task_file: Path) -> list[str]:
+    """The worker's pytest command line: the installed engine (plugin and benchmark module), its own
+    empty config (so no project's pytest settings apply), and --benchmark-enable over any addopts."""
     timing = TIMING[profile]
-    return [python or sys.executable, "-m", "pytest", str(BENCH_FILE), "-q", "-p", "no:cacheprovider",
-            "--rootdir", str(REPO_ROOT), "--benchmark-enable", "--benchmark-only", "--benchmark-sort=name",
+    config = task_file.with_name("pytest.ini")
+    config.write_text("[pytest]\n", encoding="utf-8")
+    return [python, "-m", "pytest", str(BENCH_FILE), "-q", "-p", "no:cacheprovider", "-p", PLUGIN,
+            "-c", str(config), "--rootdir", str(task_file.parent), f"--dropbench-task={task_file}",
+            "--benchmark-enable", "--benchmark-only", "--benchmark-sort=name",
             f"--benchmark-json={part_json}", f"--benchmark-min-rounds={timing['min_rounds']}",
             f"--benchmark-max-time={timing['max_time']}", f"--benchmark-min-time={timing['min_time']}",
             f"--benchmark-warmup={timing['warmup']}"]
@@ -271,78 +173,33 @@ def pytest_command(part_json: Path, profile: str, python: str | None = None) -> 
 
 def run_worker(ref: BackendRef, options: BenchOptions, parts: Path, progress: Progress | None = None) -> WorkerRun:
     """Run one backend's benchmarks in a fresh pytest process; never raises for the child's faults."""
-    launch = launch_for(ref.ref)
-    if launch.unavailable is not None:  # its environment is not built: no worker, the reason says how to build it
-        return WorkerRun(ref.name, ref.name, status="unavailable", reason=launch.unavailable, worker=ref.name)
-    stem = _safe(ref.name)  # "pkg.mod:Attr" -> "pkg.mod_Attr": never with_suffix (it would eat ".mod_Attr")
-    part_json, outcomes, log = (parts / f"{stem}.pytest.json", parts / f"{stem}.outcomes.jsonl", parts / f"{stem}.log")
-    for path in (part_json, outcomes):
-        path.unlink(missing_ok=True)
-    read_fd, write_fd = os.pipe()
+    part_json = parts / f"{_safe(ref.name)}.pytest.json"
+    part_json.unlink(missing_ok=True)
     plan = Plan(backends=((ref.name, ref.ref),), sizes=options.sizes, dtypes=options.dtypes,
                 devices=(options.device,), apis=tuple(options.apis), rate=options.rate, threads=options.threads,
-                worker=ref.name, outcomes=str(outcomes), progress_fd=write_fd, bare_loop=options.bare_loop)
-    extra = {**thread_env(options.threads), ENV_PLAN: plan.to_env(), "PYTHONUNBUFFERED": "1"}
-    if options.device != "cpu":
-        # GPU baselines use torch/cupy inside every worker: TensorFlow must not grab all GPU memory first.
-        extra["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"
-    env = worker_env({**launch.env, **extra})
-    last_case: list[str] = []
-
-    def follow() -> None:
-        with os.fdopen(read_fd, "r", encoding="utf-8", errors="replace") as pipe:
-            for line in pipe:
-                last_case[:] = [line.strip()]
-                if progress:
-                    progress(f"{ref.name}: running {line.strip()}")
-
-    started = time.monotonic()
-    try:
-        with open(log, "w", encoding="utf-8") as log_handle:
-            proc = subprocess.Popen(pytest_command(part_json, options.profile, launch.python), stdout=log_handle,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=REPO_ROOT,
-                                    pass_fds=(write_fd,), start_new_session=True)
-    finally:
-        os.close(write_fd)
-    reader = threading.Thread(target=follow, daemon=True)
-    reader.start()
-    timed_out = False
-    try:
-        code = proc.wait(timeout=options.timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        _kill_group(proc)
-        code = proc.wait()
-    except BaseException:  # Ctrl-C: the worker leads its own session and would not see it
-        _kill_group(proc)
-        proc.wait()
-        raise
-    reader.join(timeout=5)
-    run = WorkerRun(ref.name, ref.name, seconds=time.monotonic() - started, python=launch.python)
-    _collect(run, part_json, outcomes)
-    during = f" during {last_case[0]}" if last_case else ""
-    if timed_out:
-        run.status, run.reason = "timeout", f"no result after {options.timeout:g} s{during}; log {log}: {_tail(log)}"
-        _mark_interrupted(run, last_case, "timeout")
-    elif code not in (0, 1, 5) or not run.reported:
-        run.status, run.reason = "crash", f"worker {describe_exit(code)}{during}; log {log}: {_tail(log)}"
-        _mark_interrupted(run, last_case, "crash")
+                worker=ref.name, bare_loop=options.bare_loop)
+    task = Task("bench", ref.ref, {"plan": plan.to_json()}, name=ref.name)
+    result = run_task(task, timeout=options.timeout, env=thread_env(options.threads), workdir=parts,
+                      command=lambda python, task_file: pytest_command(part_json, options.profile, python, task_file),
+                      progress=(lambda line: progress(f"{ref.name}: running {line}")) if progress else None,
+                      ok_codes=(0, 1, 5))
+    if result.status == "unavailable":  # its environment is not built: no worker, the reason says how to build it
+        return WorkerRun(ref.name, ref.name, status="unavailable", reason=result.detail, worker=ref.name)
+    run = WorkerRun(ref.name, ref.name, seconds=result.seconds, python=result.python)
+    _collect(run, part_json, result.events)
+    log = parts / f"{_safe(ref.name)}.log"
+    if result.status in ("timeout", "crash") or not run.reported:
+        run.status = result.status if result.status != "ok" else "crash"
+        run.reason = (result.detail if result.status != "ok" else "worker ended before loading its backend"
+                      f"; output: {result.output}") + f" (log {log})"
+        _mark_interrupted(run, result, run.status)
     else:
-        _settle_status(run, code)
+        _settle_status(run, result.returncode or 0)
     return run
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    """The worker and anything it started (it leads its own session); only ours, by id."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        proc.kill()
-
-
-def _collect(run: WorkerRun, part_json: Path, outcomes: Path) -> None:
-    """Benchmarks from pytest-benchmark's JSON, else salvaged from the per-case outcome log."""
-    events = read_jsonl(outcomes)
+def _collect(run: WorkerRun, part_json: Path, events: list[dict[str, Any]]) -> None:
+    """Benchmarks from pytest-benchmark's JSON, else salvaged from the worker's journal."""
     salvaged: dict[str, dict[str, Any]] = {}
     for event in events:
         if event.get("event") == "backend":
@@ -378,11 +235,12 @@ def _case_entry(event: dict[str, Any]) -> dict[str, Any]:
             "reason": match.group("reason") if match else reason}
 
 
-def _mark_interrupted(run: WorkerRun, last_case: list[str], status: str) -> None:
+def _mark_interrupted(run: WorkerRun, result: WorkerResult, status: str) -> None:
     """The case that was running when the worker died is recorded, not dropped."""
+    started = [e["id"] for e in result.events if e.get("event") == "start"]
     done = {c.get("id") for c in run.cases} | {b.get("param") for b in run.benchmarks}
-    if last_case and last_case[0] not in done:
-        run.cases.append({"id": last_case[0], "status": status, "kind": status, "reason": run.reason})
+    if started and started[-1] not in done:
+        run.cases.append({"id": started[-1], "status": status, "kind": status, "reason": run.reason})
 
 
 def _settle_status(run: WorkerRun, code: int) -> None:
@@ -417,7 +275,7 @@ def resumed_runs(options: BenchOptions) -> tuple[dict[str, WorkerRun], _dt.datet
     """
     if not options.resume or not options.json_path or not Path(options.json_path).exists():
         return {}, None
-    from suite.machine import machine_id  # noqa: PLC0415
+    from suite.runtime.machine import machine_id  # noqa: PLC0415
 
     payload = read_result(options.json_path, kind="bench")
     try:
@@ -454,7 +312,7 @@ def _machine_and_commit(runs: Iterable[WorkerRun]) -> tuple[dict[str, Any], dict
 
 def merge(options: BenchOptions, runs: list[WorkerRun], started: _dt.datetime, complete: bool) -> dict[str, Any]:
     """One pytest-benchmark-format payload (plus our schema/kind/run/backends) from every worker."""
-    from suite.machine import machine_facts, machine_id  # noqa: PLC0415
+    from suite.runtime.machine import machine_facts, machine_id  # noqa: PLC0415
 
     facts = machine_facts()
     machine_info, commit_info, pb_version = _machine_and_commit(runs)
@@ -486,8 +344,6 @@ def run_bench(options: BenchOptions, progress: Progress | None = None, parts_dir
 
     options = options.validated()
     refs = resolve(list(options.backends))
-    if not BENCH_FILE.exists():
-        raise UsageError(f"benchmark module {BENCH_FILE} not found: run dropbench from a source checkout")
     kept, resumed_start = resumed_runs(options)
     kept = {ref.name: kept[ref.name] for ref in refs if ref.name in kept}  # only backends asked for this time
     if options.resume and progress:

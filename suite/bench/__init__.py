@@ -1,0 +1,1 @@
+"""Timing: cases and traffic model, baselines, the pytest-benchmark plugin (the engine), the orchestrator."""

@@ -1,0 +1,56 @@
+"""Dropout throughput: one pytest-benchmark per API x direction x size x dtype x device x mode.
+
+Collected by the worker of ``dropbench bench`` straight from the installed package, and by
+``pytest`` from a checkout through tests/benchmarks/test_bench_dropout.py. ``pytest --benchmark-only`` times them; a plain ``pytest`` (addopts: --benchmark-disable) runs
+each case once at the smallest size as a smoke test. ``dropbench bench`` runs this module once
+per backend, in its own process. The baselines come first, so every process times them before
+its backend: they are the yardstick of that process's rows (suite/bench/baselines.py).
+
+Inputs are created on the device by the adapter's ``prepare()`` before timing; the closure ends
+with the framework's synchronization; one untimed call warms it up (lazy initialisation,
+allocator pools, tracing).
+"""
+from __future__ import annotations
+
+import pytest
+
+from suite.bench import cases as timing
+from suite.bench.baselines import BaselineUnavailable, make_baseline
+
+
+def test_baseline(timed, baseline: timing.BaselineCase, bench) -> None:
+    try:
+        prepared = make_baseline(baseline.api, baseline.numel, baseline.dtype, baseline.device,
+                                 bench.plan.threads or 1, backend=bench.own_backend())
+    except BaselineUnavailable as exc:
+        pytest.skip(f"[no-device] {exc}")
+    prepared.step()
+    timed.group = timing.group_name(baseline.numel, baseline.dtype, baseline.device)
+    timed.extra_info.update(timing.extra_info(
+        baseline, shape=(baseline.numel,), rate=None, threads=bench.plan.threads, versions=prepared.versions,
+        worker=bench.worker, impl=prepared.impl, baseline_threads=prepared.threads))
+    timed(prepared.step)
+    _bare_loop(timed, prepared.step, bench)
+
+
+def test_dropout(timed, case: timing.Case, bench) -> None:
+    state = bench.state(case.ref, case.backend)
+    if state.backend is None:
+        pytest.skip(f"[unavailable] {state.reason}")
+    try:
+        step, shape = timing.build_closure(state.backend, case, bench.plan.rate)
+    except timing.CaseSkip as exc:
+        pytest.skip(f"[{exc.kind}] {exc.reason}")
+    step()
+    timed.group = timing.group_name(case.numel, case.dtype, case.device)
+    timed.extra_info.update(timing.extra_info(
+        case, shape=shape, rate=bench.plan.rate, threads=bench.plan.threads, versions=state.versions,
+        worker=bench.worker))
+    timed(step)
+    _bare_loop(timed, step, bench)
+
+
+def _bare_loop(timed, step, bench) -> None:
+    """With --bare-loop: the same closure, same process, right after pytest-benchmark (harness overhead)."""
+    if bench.plan.bare_loop and not timed.disabled:
+        timed.extra_info["bare_loop"] = timing.bare_loop(step)

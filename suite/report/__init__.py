@@ -1,0 +1,1 @@
+"""Reports: pandas tables, plots, HTML, and the regression compare."""

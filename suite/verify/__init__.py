@@ -1,0 +1,1 @@
+"""Conformance: checks (pure functions), their statistics, the per-API plan, known divergences."""
