@@ -2,6 +2,7 @@
 gluon.Trainer('sgd'). Gluon drops only inside record() (train mode); outside it Dropout is the identity."""
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -23,8 +24,6 @@ def versions() -> dict[str, str]:
 
 
 def runtime_info() -> dict[str, object]:
-    import os
-
     return {"omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset"), "dtype": "float32"}
 
 

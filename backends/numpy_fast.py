@@ -45,8 +45,8 @@ import math
 import os
 import sys
 import threading
-from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Sequence

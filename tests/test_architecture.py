@@ -43,7 +43,7 @@ def _code_tokens(path: Path):
 
 
 def framework_mentions(folder: Path) -> list[str]:
-    return [f"{path.relative_to(ROOT)}:{tok.start[0]}: {tok.string[:80]}"
+    return [f"{path.relative_to(folder)}:{tok.start[0]}: {tok.string[:80]}"
             for path in sorted(folder.rglob("*.py")) for tok in _code_tokens(path)
             if tok.type in (tokenize.NAME, tokenize.STRING) and FRAMEWORK_NAMES.search(tok.string)]
 

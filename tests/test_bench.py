@@ -19,10 +19,10 @@ import pytest
 from suite.bench import cases as timing
 from suite.bench.baselines import make_baseline
 from suite.bench.runner import BenchOptions, exit_code, run_bench
-from suite.runtime.threads import thread_env
-from suite.runtime.worker import Task
 from suite.runtime.jsonio import read_result
 from suite.runtime.loader import UsageError
+from suite.runtime.threads import thread_env
+from suite.runtime.worker import Task
 
 TINY = 2**10
 

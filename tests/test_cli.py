@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from suite.runtime.jsonio import atomic_write_json, read_result, ResultFileError
+from suite.runtime.jsonio import ResultFileError, atomic_write_json, read_result
 
 
 def dropbench(*args: str, cwd=None) -> subprocess.CompletedProcess:

@@ -13,8 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from suite.report.compare import (CannotTest, compare_runs, exact_u_distribution, exit_code, judge, mann_whitney_u,
-                           midranks)
+from suite.report.compare import CannotTest, compare_runs, exact_u_distribution, exit_code, judge, mann_whitney_u, midranks
 from tests.fixtures.synthetic_bench import bench_payload, benchmark, synthetic_run, write_run
 
 

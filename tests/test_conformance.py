@@ -3,22 +3,13 @@ from __future__ import annotations
 
 import pytest
 
-from suite.verify.known import load_known
 from backends import BUILTIN
 from suite.runtime.loader import api_ids, resolve
+from suite.verify.known import load_known
 from suite.verify.runner import VerifyReport, run_verify
 
-API_IDS = [
-    "numpy:reference", "numpy:d2l-scratch", "numpy:fast", "numpy:fast.channel1d", "numpy:fast.channel2d",
-    "torch:F.dropout", "torch:nn.Dropout", "torch:nn.Dropout1d", "torch:nn.Dropout2d", "torch:d2l-scratch",
-    "tensorflow:tf.nn.dropout", "tensorflow:compat.v1.nn.dropout", "tensorflow:keras.layers.Dropout",
-    "tensorflow:tf_keras.layers.Dropout", "tensorflow:DropoutWrapper", "tensorflow:stateless_dropout",
-    "mxnet:nd.Dropout", "mxnet:gluon.nn.Dropout", "mxnet:d2l-scratch",
-    "jax:random.bernoulli", "jax:flax.nnx.Dropout",  # in the jax environment: skipped where it is not built
-    "keras3:jax", "keras3:torch", "keras3:tensorflow", "keras3:numpy",
-    "cupy:elementwise", "triton:seeded",  # GPU only: skipped with the reason here
-]
 REGISTRY = {api: name for name, ref in BUILTIN.items() for api in api_ids(ref)}  # keras3:torch -> keras3-torch
+API_IDS = list(REGISTRY)  # every API of every built-in, from the registry: a new adapter is verified here unasked
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from suite.runtime import environments
 from suite.runtime.environments import ENV_DIR_VAR, MARKER, create, definitions, launch_for, python_in, state
 from suite.runtime.jsonio import atomic_write_json
 from suite.runtime.loader import UsageError, resolve
-from suite.verify.runner import run_verify
 from suite.runtime.worker import Task, run_task
+from suite.verify.runner import run_verify
 
 JAX_REF = "backends.jax_backend:JaxBackend"
 NUMPY_REF = "backends.numpy_backend:NumpyBackend"

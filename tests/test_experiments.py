@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from suite.experiments import ensemble as ens
-from suite.experiments.data import DatasetError, Dataset, load_digits_dataset, load_idx_dataset, parse_idx, read_idx
-from suite.experiments.mlp_common import RunSpec, batches, train_run
 from backends.numpy_mlp import NumpyMLP
+from suite.experiments import ensemble as ens
+from suite.experiments.data import Dataset, DatasetError, load_digits_dataset, load_idx_dataset, parse_idx, read_idx
+from suite.experiments.mlp_common import RunSpec, batches, train_run
 from suite.experiments.parity import ALPHA, block_anova, f_critical, f_sf
-from suite.experiments.train import (LOSS_PARITY_RTOL, TrainSettings, load_problem, run_training, write_bundle)
+from suite.experiments.train import LOSS_PARITY_RTOL, TrainSettings, load_problem, run_training, write_bundle
 from suite.runtime.jsonio import read_result
 from suite.verify.stats import hoeffding_halfwidth
 

@@ -7,8 +7,8 @@ import pytest
 from backends.base import Unsupported
 from backends.cupy_backend import CupyBackend
 from backends.triton_backend import TritonBackend
-from suite.verify.conformance import check_api
 from suite.spec import DropoutSpec
+from suite.verify.conformance import check_api
 
 BACKENDS = {"cupy": CupyBackend, "triton": TritonBackend}
 REASONS = ("no CUDA device", "not installed")

@@ -2,8 +2,8 @@
 
 Keras 3 reads KERAS_BACKEND once per process, so every check here runs through `verify` workers or
 subprocesses, never in the pytest process (tests/test_conformance.py verifies keras3:torch and
-keras3:tensorflow in the main environment, and every other API, the same way). The jax environment is optional (`dropbench env create jax`): its tests
-are skipped, with the command, where it is not built.
+keras3:tensorflow in the main environment, and every other API, the same way). The jax environment
+is optional (`dropbench env create jax`): its tests are skipped, with the command, where it is not built.
 """
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import sys
 import pytest
 
 from backends import BUILTIN
-from suite.runtime.environments import state
 from backends.base import api_info
-from suite.runtime.loader import api_ids, load, resolve
 from suite.bench.cases import Plan, plan_cases
+from suite.runtime.environments import state
+from suite.runtime.loader import api_ids, load, resolve
 from suite.verify.runner import run_verify
 
 JAX_ENV = state("jax")

@@ -17,9 +17,9 @@ import pytest
 from backends.base import Unsupported
 from backends.numpy_backend import NumpyBackend
 from backends.numpy_fast import BLOCK, UNBUFFERED_MIN_INNER, FastDropout, MaskStream, keep_threshold, row_split
-from suite.verify.conformance import check_api
-from suite.spec import DropoutSpec
 from suite.bench.cases import bench_shape
+from suite.spec import DropoutSpec
+from suite.verify.conformance import check_api
 from suite.verify.stats import binomial_interval
 
 REPO = Path(__file__).resolve().parents[1]

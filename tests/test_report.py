@@ -14,10 +14,9 @@ import pytest
 
 pytest.importorskip("pandas", reason="report needs pandas (the `all` extra)")
 
-from suite.runtime.jsonio import ResultFileError  # noqa: E402
 from suite.report.build import build_report, load_run, results_frame, size_label  # noqa: E402
-from tests.fixtures.synthetic_bench import (API_COST, bench_payload, benchmark, model_seconds,  # noqa: E402
-                                            synthetic_run, write_run)
+from suite.runtime.jsonio import ResultFileError  # noqa: E402
+from tests.fixtures.synthetic_bench import API_COST, bench_payload, benchmark, model_seconds, synthetic_run, write_run  # noqa: E402
 
 SIZES = (4096, 65536, 1 << 20)
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from backends.numpy_backend import NumpyBackend
-from suite.verify import checks
 from suite.spec import DropoutSpec
+from suite.verify import checks
 from tests.meta.plugins import MaskReused, RateKeepSwapped, ScaleByRate
 
 ALPHA, SEEDS, SHAPE = 0.01, 3000, (16, 16)

@@ -1,8 +1,9 @@
 """Dropout throughput: one pytest-benchmark per API x direction x size x dtype x device x mode.
 
 Collected by the worker of ``dropbench bench`` straight from the installed package, and by
-``pytest`` from a checkout through tests/benchmarks/test_bench_dropout.py. ``pytest --benchmark-only`` times them; a plain ``pytest`` (addopts: --benchmark-disable) runs
-each case once at the smallest size as a smoke test. ``dropbench bench`` runs this module once
+``pytest`` from a checkout through tests/benchmarks/test_bench_dropout.py. ``pytest --benchmark-only``
+times them; a plain ``pytest`` (addopts: --benchmark-disable) runs each case once at the smallest
+size as a smoke test. ``dropbench bench`` runs this module once
 per backend, in its own process. The baselines come first, so every process times them before
 its backend: they are the yardstick of that process's rows (suite/bench/baselines.py).
 

@@ -25,12 +25,23 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from suite import __version__
+from suite.bench.cases import (
+    BASELINE_BACKEND,
+    DEFAULT_RATE,
+    DEFAULT_SIZES,
+    DEFAULT_THREADS,
+    ITEMSIZE,
+    QUICK_SIZES,
+    Plan,
+    available_memory_bytes,
+    peak_bytes,
+    size_label,
+)
 from suite.runtime.jsonio import ResultFileError, atomic_write_json, read_result
 from suite.runtime.loader import BackendRef, UsageError, resolve, validate_apis
 from suite.runtime.threads import thread_env
-from suite.bench.cases import (BASELINE_BACKEND, DEFAULT_RATE, DEFAULT_SIZES, DEFAULT_THREADS, ITEMSIZE,
-                          QUICK_SIZES, Plan, available_memory_bytes, peak_bytes, size_label)
-from suite.runtime.worker import Task, WorkerResult, file_stem as _safe, run_task
+from suite.runtime.worker import Task, WorkerResult, run_task
+from suite.runtime.worker import file_stem as _safe
 
 BENCH_FILE = Path(__file__).resolve().with_name("bench_dropout.py")
 """The benchmark module, collected from the package itself (works from a wheel, no tests/ needed)."""

@@ -5,8 +5,8 @@ import argparse
 import sys
 from typing import Any
 
-from suite.report import table
 from suite.commands.options import add_backend_options, positive_int, unit_interval, writable_path
+from suite.report import table
 
 NAME = "bench"
 HELP = "time forward and forward+backward of every API against copy and RNG baselines (pytest-benchmark)"
@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS, metavar="N",
                         help=f"CPU threads every framework is pinned to (default {DEFAULT_THREADS}, the same for all)")
     parser.add_argument("--rate", type=unit_interval, default=DEFAULT_RATE, metavar="P", help="dropout rate (default 0.5)")
-    parser.add_argument("--quick", action="store_true", help="two sizes (2^16, 2^22), few rounds: about 30-50 s for every backend on 2 cores")
+    parser.add_argument("--quick", action="store_true", help="two sizes (2^16, 2^22), few rounds: about 30-50 s for every backend on 2 cores")  # noqa: E501
     parser.add_argument("--json", type=writable_path, metavar="PATH",
                         help="merged result file (default results/<machine-id>/bench-<time>.json)")
     parser.add_argument("--resume", action="store_true",

@@ -52,8 +52,8 @@ def _time(seconds: float | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from suite.report.compare import NORMAL_MIN_ROUNDS, compare_runs, counts, exit_code
     from suite.report.build import load_run  # validation only; pandas is not imported
+    from suite.report.compare import NORMAL_MIN_ROUNDS, compare_runs, counts, exit_code
 
     old = load_run(args.old).payload
     new = load_run(args.new).payload

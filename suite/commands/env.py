@@ -9,10 +9,10 @@ import argparse
 import json
 from typing import Any
 
-from suite.report import table
-from suite.runtime.loader import resolve
-from suite.runtime.machine import machine_facts, machine_id
 from suite.commands.options import positive_float
+from suite.report import table
+from suite.runtime.loader import load_for_worker, resolve
+from suite.runtime.machine import machine_facts, machine_id
 from suite.runtime.worker import Task, run_task
 
 NAME = "env"
@@ -34,9 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def worker_task(task: Task) -> dict[str, Any]:
     """Child side: availability, versions and devices of one backend."""
-    from suite.verify.runner import load_backend_for_task
 
-    backend, payload = load_backend_for_task(task.ref)
+    backend, payload = load_for_worker(task.ref)
     payload["apis"] = list(backend.apis) if backend is not None else []
     payload["devices"] = backend.devices() if backend is not None else []
     return payload

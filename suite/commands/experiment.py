@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from suite.commands.options import positive_int
 from suite.report import table
 from suite.runtime.loader import UsageError
-from suite.commands.options import positive_int
 
 NAME = "experiment"
 HELP = "measure dropout's theory: ensemble vs. weight scaling, and the textbook MLP in every framework"
@@ -193,7 +193,8 @@ def _run_train(args: argparse.Namespace) -> int:
             ok = v["passed"]
             failed |= not ok
             print(f"dropout off, {name} vs numpy: max |Δloss|/loss {v['max_rel_diff']:.2g} "
-                  + ("(within rtol {:g})".format(off["rtol"]) if ok else f"(above rtol {off['rtol']:g} from epoch {v['first_epoch_above_rtol']})"))
+                  + ("(within rtol {:g})".format(off["rtol"]) if ok
+                     else f"(above rtol {off['rtol']:g} from epoch {v['first_epoch_above_rtol']})"))
         env = payload.get("rounding_envelope")
         if env:
             print(f"rounding alone (numpy float32 vs float64): max {max(env['rel_diff_float32_vs_float64']):.2g}")

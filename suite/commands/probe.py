@@ -6,10 +6,10 @@ import sys
 from collections import OrderedDict
 from pathlib import Path
 
+from suite.commands.options import add_backend_options, positive_float, validate_apis, writable_path
 from suite.report import table
 from suite.runtime.jsonio import atomic_write_json, atomic_write_text, read_result
 from suite.runtime.loader import UsageError, resolve
-from suite.commands.options import add_backend_options, positive_float, validate_apis, writable_path
 
 NAME = "probe"
 HELP = "run edge cases (rate 0/1/NaN, int, empty, fp16, eval, ...) and conventions through every API; record what happens"
@@ -46,8 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _check_args(args: argparse.Namespace) -> None:
     """Every bad value is reported before anything runs (a probe takes a minute)."""
-    from suite.probe.render import check_markers
     from suite.probe.cases import CASE_IDS
+    from suite.probe.render import check_markers
 
     for case in args.case:
         if case not in CASE_IDS:
@@ -75,8 +75,7 @@ def _print_summary(payload: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from suite.probe.render import (load_notes, matrix_csv, matrix_markdown, relative_link, rewrite_readme,
-                                    section_markdown)
+    from suite.probe.render import load_notes, matrix_csv, matrix_markdown, relative_link, rewrite_readme, section_markdown
 
     _check_args(args)
     if args.from_json:

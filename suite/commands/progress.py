@@ -50,7 +50,8 @@ class _RichProgress:
 def progress_bar(total: int) -> Iterator[Progress]:
     """A bar over ``total`` steps; rich (with ETA) when stderr is a terminal and rich is installed."""
     try:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichBar, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import Progress as RichBar
     except ImportError:
         RichBar = None  # noqa: N806
     if RichBar is None or not sys.stderr.isatty():

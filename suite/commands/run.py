@@ -11,11 +11,11 @@ import datetime as _dt
 import time
 from pathlib import Path
 
+from suite.commands.options import positive_float, positive_int
+from suite.commands.progress import Progress, progress_bar
 from suite.runtime.jsonio import atomic_write_json, atomic_write_text
 from suite.runtime.loader import BackendRef, resolve
 from suite.runtime.machine import machine_id
-from suite.commands.options import positive_float, positive_int
-from suite.commands.progress import Progress, progress_bar
 
 NAME = "run"
 HELP = "the main job: verify + probe + bench --quick on the CPU for every installed backend, then report"

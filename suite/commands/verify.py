@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import argparse
 
+from suite.commands.options import add_backend_options, validate_apis, writable_path
 from suite.report import table
 from suite.runtime.jsonio import atomic_write_json
 from suite.runtime.loader import resolve
-from suite.commands.options import add_backend_options, validate_apis, writable_path
 
 NAME = "verify"
 HELP = "check every API of every installed backend against the spec"

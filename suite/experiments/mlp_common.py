@@ -6,6 +6,7 @@ must be identical across frameworks -- batch order, epoch loss, accuracy, timing
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
@@ -111,8 +112,6 @@ def dropout_probe(problem: Problem, build: Build, rate: float = 0.5) -> dict[str
     different losses (a mask reused across steps would repeat the loss), and eval-mode logits of the
     dropout model must equal those of the same model built without dropout (inverted dropout).
     """
-    import dataclasses
-
     frozen = dataclasses.replace(problem, lr=0.0)
     x, y = problem.x_train[: problem.batch_size], problem.y_train[: problem.batch_size]
     dropped = build(frozen, RunSpec("probe", 0, (rate, rate)))

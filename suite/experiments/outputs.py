@@ -6,7 +6,6 @@ import io
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-
 from suite.runtime.jsonio import atomic_write_json, atomic_write_text
 
 

@@ -21,7 +21,6 @@ from suite.experiments.mlp_common import Problem, RunSpec, dropout_probe, train_
 from suite.experiments.parity import block_anova, loss_spread
 
 
-
 def frameworks() -> dict[str, str]:
     """Registry name -> MLP module, for every built-in backend that declares ``mlp_module``."""
     from suite.runtime.loader import builtin_refs  # noqa: PLC0415 - keeps this module light for the worker
@@ -190,8 +189,8 @@ def rounding_envelope(problem: Problem, seed: int = 0, epochs: int | None = None
     closely; where they drift apart (loss spikes at a large learning rate) rounding differences
     between frameworks are amplified alike, and trajectory parity is not expected there.
     """
-    from suite.experiments.mlp_common import batches
     from backends.numpy_mlp import NumpyMLP
+    from suite.experiments.mlp_common import batches
 
     nets = {dt: NumpyMLP(problem.weights(seed), (0.0, 0.0), problem.lr, seed, dtype=dt) for dt in (np.float32, np.float64)}
     losses: dict[type, list[float]] = {np.float32: [], np.float64: []}

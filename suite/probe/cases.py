@@ -166,8 +166,8 @@ CASES: tuple[Case, ...] = (
           kind="process", expected=SAME_MASK, convention=True),
     _case("unseeded-process", "No seed, first calls of two fresh processes: fresh masks, or a fixed default seed?",
           kind="process", seeded=False, convention=True),
-    _case("broadcast-channel", "Channel dropout: one mask value per (sample, channel) of (N, C, H, W) "
-          "(TF noise_shape [N, C, 1, 1], MXNet axes (2, 3), torch Dropout2d; Dropout1d: (N, C, L)).",
+    _case("broadcast-channel", "Channel dropout: one mask value per (sample, channel) of (N, C, H, W), shared along axes "
+          "(2, 3) (each framework's name for it: README, The spec); a 1-d channel layout is (N, C, L).",
           shape=(8, 16, 4, 4), axes=(2, 3), kind="broadcast", expected=SHARED_AS_ASKED, convention=True,
           checks=("broadcast-shared/axes=2,3/float32", "mask-shared/rate=0.5/float32")),
     _case("broadcast-batch", "One mask per feature shared across the batch (variational dropout): axes (0,).",

@@ -10,12 +10,13 @@ from __future__ import annotations
 import csv
 import io
 import os
-import tomllib
 from collections import OrderedDict
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Iterable
+
+import tomllib
 
 from backends import PROBE_NOTES_FILE
 from suite.probe import cases as probes

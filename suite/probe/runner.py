@@ -28,12 +28,12 @@ import numpy as np
 from backends.base import Unsupported, api_info
 from suite import __version__
 from suite.probe import cases as probes
-from suite.runtime.environments import declaration
-from suite.runtime.loader import BackendRef
-from suite.runtime.machine import machine_facts, machine_id
 from suite.probe.cases import Case
-from suite.spec import DropoutSpec
+from suite.runtime.environments import declaration
+from suite.runtime.loader import BackendRef, load_for_worker
+from suite.runtime.machine import machine_facts, machine_id
 from suite.runtime.worker import DEFAULT_TIMEOUT_S, Journal, Task, WorkerResult, run_task
+from suite.spec import DropoutSpec
 
 DEFAULT_SEED = 20260101
 DEFAULT_CASE_TIMEOUT_S = 30.0
@@ -112,11 +112,10 @@ def plan_for(backend: Any, mode: str, apis: Iterable[str] | None, cases: Iterabl
 
 def worker_task(task: Task) -> dict[str, Any]:
     """Child side (suite.runtime.worker TASKS["probe"]): run the planned cases of one backend."""
-    from suite.verify.runner import load_backend_for_task
 
     options = task.options
     journal = Journal(task)
-    backend, payload = load_backend_for_task(task.ref)
+    backend, payload = load_for_worker(task.ref)
     if backend is None:
         journal.write(header={**payload, "apis": [], "plan": []})
         return payload

@@ -26,10 +26,11 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+
+import tomllib
 
 from backends import ENVIRONMENTS_FILE
 from suite.runtime.jsonio import ResultFileError, atomic_write_json, atomic_write_text, read_result

@@ -7,6 +7,8 @@ loading (which imports the adapter module, still not its framework) happens in t
 from __future__ import annotations
 
 import importlib
+import platform
+import sys
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -113,3 +115,65 @@ def validate_apis(refs: list[BackendRef], apis: list[str]) -> set[str] | None:
         if api not in known:
             raise UsageError(f"unknown api {api!r}; choose from {', '.join(sorted(known))}")
     return set(apis)
+
+
+class ContractError(TypeError):
+    """A plugin breaks the backend contract (README, "Adding a backend"); the message names the rule."""
+
+
+def contract_problems(backend: Any) -> list[str]:
+    """The rules of the declared contract that ``backend`` breaks, one line each (empty: none)."""
+    problems = []
+    name = getattr(backend, "name", None)
+    if not isinstance(name, str) or not name:
+        problems.append(f"`name` must be a non-empty str, got {name!r}")
+    apis = getattr(backend, "apis", None)
+    if not isinstance(apis, (tuple, list)) or not apis or not all(isinstance(a, str) and a for a in apis):
+        problems.append(f"`apis` must be a non-empty tuple of API names (str), got {apis!r}")
+    for method in ("available", "versions", "devices", "forward", "forward_backward"):
+        if not callable(getattr(backend, method, None)):
+            problems.append(f"`{method}` must be a method")
+    return problems
+
+
+def _checked(backend: Any, method: str, expected: type | tuple[type, ...], what: str) -> Any:
+    value = getattr(backend, method)()
+    if not isinstance(value, expected) or (expected is bool and not isinstance(value, bool)):
+        raise ContractError(f"contract: {method}() must return {what}, got {type(value).__name__} {value!r:.60}")
+    return value
+
+
+def interpreter() -> str:
+    """Which interpreter runs this worker: its environment (sys.prefix) and Python version."""
+    return f"{sys.prefix} (Python {platform.python_version()})"
+
+
+def load_for_worker(ref: str) -> tuple[Any | None, dict[str, Any]]:
+    """Load a backend inside a worker: (backend or None, the facts every task reports first).
+
+    A failing import, a missing framework or a broken contract is reported with its reason, never raised.
+    """
+    def unavailable(reason: str, name: str = ref) -> tuple[None, dict[str, Any]]:
+        return None, {"backend": name, "available": False, "reason": reason, "versions": {}, "records": [],
+                      "python": interpreter()}
+
+    try:
+        backend = load(ref)
+    except Exception as exc:
+        return unavailable(f"loading {ref} failed: {type(exc).__name__}: {exc}")
+    name = getattr(backend, "name", ref) if isinstance(getattr(backend, "name", None), str) else ref
+    problems = contract_problems(backend)
+    if problems:
+        return unavailable("contract: " + "; ".join(problems), name)
+    try:
+        if not _checked(backend, "available", bool, "a bool"):
+            getter = getattr(backend, "unavailable_reason", None)
+            return unavailable((getter() if callable(getter) else None) or f"{name} reports itself unavailable", name)
+        versions = _checked(backend, "versions", dict, "a dict of package versions")
+        _checked(backend, "devices", list, 'a list of device names like ["cpu"]')
+    except ContractError as exc:
+        return unavailable(str(exc), name)
+    except Exception as exc:  # the framework failed while answering: unavailable, with its words
+        return unavailable(f"{type(exc).__name__}: {exc}", name)
+    return backend, {"backend": name, "available": True, "reason": None, "versions": dict(versions), "records": [],
+                     "python": interpreter()}

@@ -107,7 +107,8 @@ def gradient_matches(x: np.ndarray, y: np.ndarray, grad_out: np.ndarray, grad: n
     ok = np.abs(got - expected) <= tol
     if not ok.all():
         i = np.flatnonzero(~ok)[0]
-        return Outcome(False, f"{int((~ok).sum())}/{got.size} gradient elements differ from grad_out*y/x, e.g. {got.flat[i]!r} vs {expected.flat[i]!r}")
+        return Outcome(False, f"{int((~ok).sum())}/{got.size} gradient elements differ from grad_out*y/x, "
+                              f"e.g. {got.flat[i]!r} vs {expected.flat[i]!r}")
     return Outcome(True, "gradient == grad_out * y / x")
 
 

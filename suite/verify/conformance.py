@@ -12,9 +12,9 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from backends.base import ApiInfo, Unsupported, api_info
-from suite.verify import checks
-from suite.verify.checks import Outcome
 from suite.spec import DropoutSpec
+from suite.verify import checks, contract
+from suite.verify.checks import Outcome
 
 RATES = (0.0, 0.1, 0.5, 0.9, 1.0)
 CHECK_DTYPES = ("float32", "float16")
@@ -78,11 +78,12 @@ class ApiChecker:
     def _call(self, x: np.ndarray, grad_out: np.ndarray | None, spec: DropoutSpec) -> tuple[np.ndarray, np.ndarray | None]:
         try:
             if grad_out is not None and "backward" in self.caps:
-                y, grad = self.backend.forward_backward(x, grad_out, spec, api=self.api)
-                return np.asarray(y), np.asarray(grad)
-            return np.asarray(self.backend.forward(x, spec, api=self.api)), None
+                return contract.checked_pair(self.backend.forward_backward(x, grad_out, spec, api=self.api), x)
+            return contract.checked_array(self.backend.forward(x, spec, api=self.api), x, "forward()"), None
         except Unsupported as exc:
             raise _Failed("skip", str(exc)) from exc
+        except contract.ContractViolation as exc:
+            raise _Failed("error", str(exc)) from exc
         except Exception as exc:  # the framework's own behaviour: recorded, not hidden
             raise _Failed("error", f"{type(exc).__name__}: {exc}".strip()[:500]) from exc
 

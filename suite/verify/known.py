@@ -6,11 +6,13 @@ API that ran is ``stale`` and should be removed.
 """
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Iterable
+
+import tomllib
+
 from backends import KNOWN_DIVERGENCES_FILE
 
 KNOWN_FILE = KNOWN_DIVERGENCES_FILE

@@ -2,47 +2,24 @@
 from __future__ import annotations
 
 import datetime as _dt
-import platform
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from suite import __version__
+from suite.runtime.loader import BackendRef, load_for_worker
+from suite.runtime.worker import DEFAULT_TIMEOUT_S, Task, run_task
 from suite.verify.conformance import check_api
 from suite.verify.known import Divergence, classify, load_known
-from suite.runtime.loader import BackendRef, load
 from suite.verify.stats import ALPHA_PER_CHECK
-from suite.runtime.worker import DEFAULT_TIMEOUT_S, Task, run_task
 
 STATISTICAL_CHECKS = ("kept-fraction", "mean", "fresh-mask", "broadcast-kept-fraction", "vanilla-kept-fraction")
 FAILED_STATUSES = ("fail", "error", "crash", "timeout")
 
 
-def _interpreter() -> str:
-    """Which interpreter ran the worker: its environment (sys.prefix) and Python version."""
-    return f"{sys.prefix} (Python {platform.python_version()})"
-
-
-def load_backend_for_task(ref: str) -> tuple[Any | None, dict[str, Any]]:
-    """Load a backend inside a worker; a failing import or missing framework is reported, not raised."""
-    try:
-        backend = load(ref)
-    except Exception as exc:
-        return None, {"backend": ref, "available": False, "reason": f"loading {ref} failed: {type(exc).__name__}: {exc}",
-                      "versions": {}, "records": []}
-    reason = None
-    if not backend.available():
-        getter = getattr(backend, "unavailable_reason", None)
-        reason = (getter() if callable(getter) else None) or f"{backend.name} reports itself unavailable"
-    info = {"backend": backend.name, "available": reason is None, "reason": reason,
-            "versions": backend.versions() if reason is None else {}, "records": [], "python": _interpreter()}
-    return (backend if reason is None else None), info
-
-
 def worker_task(task: Task) -> dict[str, Any]:
     """Child side: run the checks of every (selected) API of one backend."""
-    backend, payload = load_backend_for_task(task.ref)
+    backend, payload = load_for_worker(task.ref)
     if backend is None:
         return payload
     wanted = task.options.get("apis")
