@@ -29,3 +29,4 @@ DATA_DIR = Path(__file__).resolve().parent
 KNOWN_DIVERGENCES_FILE = DATA_DIR / "known_divergences.toml"
 PROBE_NOTES_FILE = DATA_DIR / "probe_notes.toml"
 ENVIRONMENTS_FILE = DATA_DIR / "environments.toml"
+DEVICE_PEAKS_FILE = DATA_DIR / "device_peaks.toml"

@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from backends.base import ApiInfo, BaseBackend, DeviceBaseline, Unavailable
+from backends.base import ApiInfo, BaseBackend, DeviceBaseline, Traffic, Unavailable
 
 _DTYPES = ("float32", "float16", "float64")
 PREPARE_INPUT_SEED = 20261126
@@ -36,7 +36,8 @@ class CupyBackend(BaseBackend):
     modules = ("cupy",)
     infos = {
         # a bare kernel: no inference mode, no vanilla scaling
-        "elementwise": ApiInfo(frozenset({"broadcast_axes", "seed", "backward"}), _DTYPES),
+        "elementwise": ApiInfo(frozenset({"broadcast_axes", "seed", "backward"}), _DTYPES,
+                               traffic=Traffic(mask="bool")),  # the stored bool mask, read again in backward
     }
 
     def __init__(self) -> None:

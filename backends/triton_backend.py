@@ -26,11 +26,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from backends.base import ApiInfo, BaseBackend, Unavailable, Unsupported
+from backends.base import ApiInfo, BaseBackend, Traffic, Unavailable, Unsupported
 
 _DTYPES = ("float32", "float16")
 PREPARE_INPUT_SEED = 20261126
-SEED_BOUND = 2**31 - 1  # tl.rand takes a 32-bit seed
+SEED_BOUND = 2**31 - 1
+_REGENERATED = Traffic(mask="none")  # backward regenerates the mask from the seed: none is stored or read  # tl.rand takes a 32-bit seed
 
 Tensor = Any  # torch.Tensor
 
@@ -39,7 +40,7 @@ class TritonBackend(BaseBackend):
     name = "triton"
     apis = ("seeded",)
     modules = ("triton", "torch")
-    infos = {"seeded": ApiInfo(frozenset({"seed", "backward"}), _DTYPES)}
+    infos = {"seeded": ApiInfo(frozenset({"seed", "backward"}), _DTYPES, traffic=_REGENERATED)}
     interpreter = False
     """True: run on CPU tensors in Triton's interpreter (TritonInterpreted), False: on a CUDA GPU."""
 
@@ -186,7 +187,7 @@ class TritonInterpreted(TritonBackend):
     """triton:seeded's kernel and autograd function under Triton's interpreter, on CPU tensors (no GPU)."""
 
     apis = ("seeded.interpreted",)
-    infos = {"seeded.interpreted": ApiInfo(frozenset({"seed", "backward"}), _DTYPES)}
+    infos = {"seeded.interpreted": ApiInfo(frozenset({"seed", "backward"}), _DTYPES, traffic=_REGENERATED)}
     interpreter = True
     environment = "triton-interp"
     worker_env = {"TRITON_INTERPRET": "1"}  # read by triton at import: set before the worker imports it

@@ -45,7 +45,7 @@ def test_dropout(timed, case: timing.Case, bench) -> None:
     timed.group = timing.group_name(case.numel, case.dtype, case.device)
     timed.extra_info.update(timing.extra_info(
         case, shape=shape, rate=bench.plan.rate, threads=bench.plan.threads, versions=state.versions,
-        worker=bench.worker))
+        worker=bench.worker, **timing.traffic_info(state.backend, case, shape)))
     timed(step)
     _bare_loop(timed, step, bench)
 
