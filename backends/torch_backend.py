@@ -8,6 +8,7 @@ torch is imported lazily through :meth:`BaseBackend.framework`, never at module 
 """
 from __future__ import annotations
 
+import importlib
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -59,6 +60,13 @@ class TorchBackend(BaseBackend):
 
     def pin_threads(self, threads: int) -> dict[str, Any]:
         return pin_torch_threads(self.framework(), threads)
+
+    def event_timing(self, step: Callable[[], None], device: str) -> dict[str, Any]:
+        """Per-call CUDA-event times of a prepared GPU step, warm and cold (backends/cuda_timing.py)."""
+        if not device.startswith("cuda"):
+            raise Unsupported(f"{self.name}: CUDA events time GPU steps only, not {device!r}")
+        timing = importlib.import_module("backends.cuda_timing")
+        return timing.torch_event_timing(step, device)
 
     def devices(self) -> list[str]:
         """"cpu" plus one "cuda:i" per visible GPU (just "cpu" when torch is missing)."""

@@ -30,8 +30,8 @@ from backends.base import ApiInfo, BaseBackend, Traffic, Unavailable, Unsupporte
 
 _DTYPES = ("float32", "float16")
 PREPARE_INPUT_SEED = 20261126
-SEED_BOUND = 2**31 - 1
-_REGENERATED = Traffic(mask="none")  # backward regenerates the mask from the seed: none is stored or read  # tl.rand takes a 32-bit seed
+SEED_BOUND = 2**31 - 1  # tl.rand takes a 32-bit seed
+_REGENERATED = Traffic(mask="none")  # backward regenerates the mask from the seed: none is stored or read
 
 Tensor = Any  # torch.Tensor
 
@@ -86,6 +86,13 @@ class TritonBackend(BaseBackend):
             return ["cpu"]
         torch = importlib.import_module("torch")
         return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+
+    def event_timing(self, step: Callable[[], None], device: str) -> dict[str, Any]:
+        """Per-call CUDA-event times of a prepared GPU step, warm and cold (backends/cuda_timing.py)."""
+        if self.interpreter or not device.startswith("cuda"):
+            raise Unsupported(f"{self.name}: CUDA events time GPU steps only, not {device!r}")
+        timing = importlib.import_module("backends.cuda_timing")
+        return timing.torch_event_timing(step, device)
 
     def versions(self) -> dict[str, str]:
         """Package versions, and where the kernel ran (recorded with every result)."""

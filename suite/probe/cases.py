@@ -188,9 +188,9 @@ GPU_CASES: tuple[Case, ...] = (
     _case("cuda:seed-vs-cpu", "The same seed on the CPU and on the GPU: the same mask? (A model debugged on the "
           "CPU and trained on the GPU drops other units unless the generators agree.)",
           kind="device-seed", convention=True, device="cuda"),
-    _case("cuda:inf-input", "Row 0 is +inf on the GPU: PyTorch issue 59421 reports 0 on CUDA (a select) where "
-          "the CPU gives NaN (inf*0).", fill="inf-row", device="cuda",
-          ),
+    # the linked upstream issue (pytorch/pytorch#59421): its CUDA kernel selects (0), its CPU one multiplies (NaN)
+    _case("cuda:inf-input", "Row 0 is +inf on the GPU: does a dropped inf become 0 (a select) as on some GPU "
+          "kernels, or NaN (inf*0) as on the same framework's CPU?", fill="inf-row", device="cuda"),
     _case("cuda:eval", "Inference on the GPU, switched off each API's own way.",
           training=False, expected="identity", device="cuda"),
     _case("cuda:float16-scale@0.1", "What 1/0.9 rounds to in float16 on the device (a fused kernel may scale in "

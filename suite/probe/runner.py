@@ -131,8 +131,8 @@ def worker_task(task: Task) -> dict[str, Any]:
         journal.write(header={**payload, "apis": [], "plan": []})
         return payload
     todo = options.get("todo")
-    plan = [tuple(p) for p in todo] if todo is not None else plan_for(backend, options["mode"], options.get("apis"), options.get("cases"),
-                                                                                 options.get("device") or "cpu")
+    plan = ([tuple(p) for p in todo] if todo is not None else
+            plan_for(backend, options["mode"], options.get("apis"), options.get("cases"), options.get("device") or "cpu"))
     payload["apis"] = [f"{backend.name}:{a}" for a in backend.apis]
     journal.write(header={**payload, "plan": plan})
     watchdog_path = options.get("watchdog")
@@ -274,7 +274,8 @@ class ProbeReport:
             "versions": self.versions,
             "backends": self.backends,
             "cases": [{"id": c.id, "why": c.why, "rate": c.rate_repr(), "dtype": c.dtype, "shape": list(c.shape),
-                       "convention": c.convention, "checks": list(c.checks), **({"device": c.device} if c.device != "cpu" else {})}
+                       "convention": c.convention, "checks": list(c.checks),
+                       **({"device": c.device} if c.device != "cpu" else {})}
                       for c in probes.cases_for(self.device)],
             "records": self.records,
         }
