@@ -17,6 +17,7 @@ API_IDS = [
     "jax:random.bernoulli", "jax:flax.nnx.Dropout",  # in the jax environment: skipped where it is not built
     "keras3:jax", "keras3:torch", "keras3:tensorflow", "keras3:numpy",
     "cupy:elementwise", "triton:seeded",  # GPU only: skipped with the reason here
+    "triton:seeded.interpreted",  # Triton's interpreter on the CPU: in the triton-interp environment
 ]
 REGISTRY = {api: name for name, ref in BUILTIN.items() for api in api_ids(ref)}  # keras3:torch -> keras3-torch
 
