@@ -62,7 +62,9 @@ class Traffic:
     grad_x. ``mask``: "none" (regenerated from the seed in backward, nothing stored: triton:seeded),
     "bit", "bool"/"uint8" (1 byte), "x" (a multiplier tensor in x's dtype, e.g. torch's CPU
     ``input * noise``). ``declared`` False: nobody looked; the default assumes a stored 1-byte mask.
-    A mask shared along axes has fewer elements: the caller passes ``mask_elements``.
+    A mask shared along axes has fewer elements: the caller passes ``mask_elements``. Temporaries are
+    not counted (e.g. CuPy's float32 uniforms, written by the generator and read once by the kernel,
+    or torch's bernoulli_ pass over its noise): the model is a lower bound of what a step moves.
     """
 
     mask: str = "bool"
