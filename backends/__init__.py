@@ -21,6 +21,7 @@ BUILTIN: dict[str, str] = {
     "keras3-numpy": "backends.keras3_backend:Keras3Numpy",
     "cupy": "backends.cupy_backend:CupyBackend",
     "triton": "backends.triton_backend:TritonBackend",
+    "triton-interp": "backends.triton_backend:TritonInterpreted",  # the same kernel in Triton's interpreter, CPU
 }
 
 DATA_DIR = Path(__file__).resolve().parent
@@ -28,3 +29,4 @@ DATA_DIR = Path(__file__).resolve().parent
 KNOWN_DIVERGENCES_FILE = DATA_DIR / "known_divergences.toml"
 PROBE_NOTES_FILE = DATA_DIR / "probe_notes.toml"
 ENVIRONMENTS_FILE = DATA_DIR / "environments.toml"
+DEVICE_PEAKS_FILE = DATA_DIR / "device_peaks.toml"

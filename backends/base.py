@@ -50,6 +50,47 @@ class Layout:
     broadcast_axes: tuple[int, ...]
 
 
+MASK_BYTES: dict[str, float] = {"none": 0.0, "bit": 0.125, "bool": 1.0, "uint8": 1.0}
+"""Bytes per mask element by how an API keeps its mask; "x" (a multiplier in x's dtype) is x's itemsize."""
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """What one step of an API moves through memory, per element: the bytes model of the bandwidth columns.
+
+    Forward reads x, writes y and writes the mask; backward reads grad_out and the mask and writes
+    grad_x. ``mask``: "none" (regenerated from the seed in backward, nothing stored: triton:seeded),
+    "bit", "bool"/"uint8" (1 byte), "x" (a multiplier tensor in x's dtype, e.g. torch's CPU
+    ``input * noise``). ``declared`` False: nobody looked; the default assumes a stored 1-byte mask.
+    A mask shared along axes has fewer elements: the caller passes ``mask_elements``. Temporaries are
+    not counted (e.g. CuPy's float32 uniforms, written by the generator and read once by the kernel,
+    or torch's bernoulli_ pass over its noise): the model is a lower bound of what a step moves.
+    """
+
+    mask: str = "bool"
+    declared: bool = True
+
+    def mask_bytes(self, itemsize: int) -> float:
+        if self.mask == "x":
+            return float(itemsize)
+        if self.mask not in MASK_BYTES:
+            raise ValueError(f"unknown mask storage {self.mask!r}; choose from x, {', '.join(MASK_BYTES)}")
+        return MASK_BYTES[self.mask]
+
+    def bytes_moved(self, direction: str, numel: int, itemsize: int, mask_elements: int | None = None) -> float:
+        """Bytes one step moves: forward x + y + mask written; forward_backward adds grad_out + grad_x + mask read."""
+        mask = self.mask_bytes(itemsize) * (numel if mask_elements is None else mask_elements)
+        forward = 2 * numel * itemsize + mask
+        if direction == "forward":
+            return forward
+        if direction != "forward_backward":
+            raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+        return forward + 2 * numel * itemsize + mask
+
+
+ASSUMED_TRAFFIC = Traffic(declared=False)
+
+
 @dataclass(frozen=True)
 class ApiInfo:
     """What one API supports; the checks skip (with a reason) what is not listed."""
@@ -60,6 +101,8 @@ class ApiInfo:
     compiled: str | None = None
     """The name of the API's graph/compiled mode ("tf.function", "jit", "hybridized"), which the
     benchmarks time next to eager through ``prepare(..., compiled=True)``; None: eager only."""
+    traffic: Traffic = ASSUMED_TRAFFIC
+    """What one step moves per element (the bench's ``bytes_moved``); default: a stored 1-byte mask, undeclared."""
 
 
 @runtime_checkable

@@ -10,8 +10,9 @@ and 0 at keep 0 (rate 1: zeros, never inf*0).
 
 GPU only: there is no CPU path. The checks hand NumPy arrays in and get NumPy arrays back, so
 with ``spec.device == "cpu"`` the kernel runs on cuda:0; timing refuses "cpu" (Unsupported), so a
-CPU benchmark never reports a GPU kernel. Runs in the main environment (cupy-cuda12x with numpy
-1.26): ``pip install cupy-cuda12x`` on a machine with an NVIDIA GPU.
+CPU benchmark never reports a GPU kernel. Runs in the interpreter that runs dropbench; the device run
+(.ci/gpu-run) installs cupy-cuda13x 14.2.0 (CUDA 13, like torch 2.13.0's CUDA build; it needs numpy 2)
+from the `gpu` extra into a venv of its own.
 """
 from __future__ import annotations
 
@@ -21,11 +22,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from backends.base import ApiInfo, BaseBackend, DeviceBaseline, Unavailable
+from backends.base import ApiInfo, BaseBackend, DeviceBaseline, Traffic, Unavailable, Unsupported
 
 _DTYPES = ("float32", "float16", "float64")
 PREPARE_INPUT_SEED = 20261126
-INSTALL_HINT = "pip install cupy-cuda12x (CUDA 12) on a machine with an NVIDIA GPU"
+INSTALL_HINT = ("pip install cupy-cuda13x (CUDA 13, as the CUDA build of torch 2.13.0; the `gpu` extra) on a machine "
+                "with an NVIDIA GPU")
 
 Array = Any  # cupy.ndarray
 
@@ -36,7 +38,8 @@ class CupyBackend(BaseBackend):
     modules = ("cupy",)
     infos = {
         # a bare kernel: no inference mode, no vanilla scaling
-        "elementwise": ApiInfo(frozenset({"broadcast_axes", "seed", "backward"}), _DTYPES),
+        "elementwise": ApiInfo(frozenset({"broadcast_axes", "seed", "backward"}), _DTYPES,
+                               traffic=Traffic(mask="bool")),  # the stored bool mask, read again in backward
     }
 
     def __init__(self) -> None:
@@ -63,6 +66,13 @@ class CupyBackend(BaseBackend):
         if count < 1:
             raise Unavailable(f"no CUDA device: cupy {cupy.__version__} sees 0 GPUs")
         return cupy
+
+    def event_timing(self, step: Callable[[], None], device: str) -> dict[str, Any]:
+        """Per-call CUDA-event times of a prepared GPU step, warm and cold (backends/cuda_timing.py)."""
+        if not device.startswith("cuda"):
+            raise Unsupported(f"{self.name}: CUDA events time GPU steps only, not {device!r}")
+        timing = importlib.import_module("backends.cuda_timing")
+        return timing.cupy_event_timing(step, device)
 
     def devices(self) -> list[str]:
         """The GPUs only: this backend has no CPU path."""

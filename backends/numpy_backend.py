@@ -17,10 +17,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from backends.base import CAPABILITIES, ApiInfo, BaseBackend, Layout, Unsupported
+from backends.base import CAPABILITIES, ApiInfo, BaseBackend, Layout, Traffic, Unsupported
 from backends.numpy_fast import FastDropout, threads_from_env
 
 _DTYPES = ("float32", "float16", "float64")
+_UINT8_MASK = Traffic(mask="uint8")  # numpy:fast keeps a 1-byte mask (per mask group) for backward
 DIRECTIONS = ("forward", "forward_backward")
 PREPARE_INPUT_SEED = 20261126
 """Seed of the timing inputs x and grad_out (their values do not matter, only that they are fixed)."""
@@ -35,9 +36,11 @@ class NumpyBackend(BaseBackend):
         "reference": ApiInfo(capabilities=CAPABILITIES, dtypes=_DTYPES),
         # d2l's dropout_layer(X, dropout) is a bare function: no eval mode, no axes, no vanilla.
         "d2l-scratch": ApiInfo(capabilities=frozenset({"seed", "backward"}), dtypes=_DTYPES),
-        "fast": ApiInfo(capabilities=CAPABILITIES, dtypes=_DTYPES),
-        "fast.channel1d": ApiInfo(capabilities=CAPABILITIES, dtypes=_DTYPES, layout=Layout(ndim=3, broadcast_axes=(2,))),
-        "fast.channel2d": ApiInfo(capabilities=CAPABILITIES, dtypes=_DTYPES, layout=Layout(ndim=4, broadcast_axes=(2, 3))),
+        "fast": ApiInfo(capabilities=CAPABILITIES, dtypes=_DTYPES, traffic=_UINT8_MASK),
+        "fast.channel1d": ApiInfo(capabilities=CAPABILITIES, dtypes=_DTYPES, layout=Layout(ndim=3, broadcast_axes=(2,)),
+                                 traffic=_UINT8_MASK),
+        "fast.channel2d": ApiInfo(capabilities=CAPABILITIES, dtypes=_DTYPES, layout=Layout(ndim=4, broadcast_axes=(2, 3)),
+                                 traffic=_UINT8_MASK),
     }
 
     def __init__(self, threads: int | None = None) -> None:

@@ -8,13 +8,15 @@ torch is imported lazily through :meth:`BaseBackend.framework`, never at module 
 """
 from __future__ import annotations
 
+import importlib
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from backends.base import ApiInfo, BaseBackend, DeviceBaseline, Layout, Unavailable, Unsupported
+from backends.base import ApiInfo, BaseBackend, DeviceBaseline, Layout, Traffic, Unavailable, Unsupported
 
 _DTYPES = ("float32", "float16", "float64")  # all three run forward and backward on CPU torch
+_NOISE = Traffic(mask="x")  # a multiplier tensor in x's dtype, kept for backward (see infos)
 _MODULES = {"nn.Dropout": "Dropout", "nn.Dropout1d": "Dropout1d", "nn.Dropout2d": "Dropout2d"}
 
 Tensor = Any  # torch.Tensor, unnamed here so that this module imports without torch
@@ -41,20 +43,30 @@ class TorchBackend(BaseBackend):
     infos = {
         # No torch API has vanilla scaling; only the channel-wise modules share a mask, and
         # only along their fixed layout. torch.manual_seed seeds them all.
-        "F.dropout": ApiInfo(frozenset({"seed", "backward", "eval"}), _DTYPES),
-        "nn.Dropout": ApiInfo(frozenset({"seed", "backward", "eval"}), _DTYPES),
+        # On the CPU, aten's _dropout_impl draws `noise` in x's dtype (bernoulli_, div_ by keep) and returns
+        # input * noise; autograd keeps noise for backward: a mask as wide as x (traffic "x"). CUDA's fused
+        # native_dropout stores a bool mask instead; the model here is the CPU path the committed runs time.
+        "F.dropout": ApiInfo(frozenset({"seed", "backward", "eval"}), _DTYPES, traffic=_NOISE),
+        "nn.Dropout": ApiInfo(frozenset({"seed", "backward", "eval"}), _DTYPES, traffic=_NOISE),
         "nn.Dropout1d": ApiInfo(
-            frozenset({"broadcast_axes", "seed", "backward", "eval"}), _DTYPES, Layout(ndim=3, broadcast_axes=(2,))
-        ),
+            frozenset({"broadcast_axes", "seed", "backward", "eval"}), _DTYPES, Layout(ndim=3, broadcast_axes=(2,)),
+            traffic=_NOISE),
         "nn.Dropout2d": ApiInfo(
-            frozenset({"broadcast_axes", "seed", "backward", "eval"}), _DTYPES, Layout(ndim=4, broadcast_axes=(2, 3))
-        ),
+            frozenset({"broadcast_axes", "seed", "backward", "eval"}), _DTYPES, Layout(ndim=4, broadcast_axes=(2, 3)),
+            traffic=_NOISE),
         # d2l's dropout_layer(X, dropout) is a bare function: no eval mode, no axes, no vanilla.
         "d2l-scratch": ApiInfo(frozenset({"seed", "backward"}), _DTYPES),
     }
 
     def pin_threads(self, threads: int) -> dict[str, Any]:
         return pin_torch_threads(self.framework(), threads)
+
+    def event_timing(self, step: Callable[[], None], device: str) -> dict[str, Any]:
+        """Per-call CUDA-event times of a prepared GPU step, warm and cold (backends/cuda_timing.py)."""
+        if not device.startswith("cuda"):
+            raise Unsupported(f"{self.name}: CUDA events time GPU steps only, not {device!r}")
+        timing = importlib.import_module("backends.cuda_timing")
+        return timing.torch_event_timing(step, device)
 
     def devices(self) -> list[str]:
         """"cpu" plus one "cuda:i" per visible GPU (just "cpu" when torch is missing)."""

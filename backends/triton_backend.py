@@ -10,20 +10,28 @@ shared-axis mask, no inference mode.
 
 GPU only: with ``spec.device == "cpu"`` the checks' host arrays go to cuda:0; timing refuses "cpu"
 (Unsupported). Runs in the main environment: triton ships with the CUDA builds of torch.
+
+:class:`TritonInterpreted` (registry name ``triton-interp``, API ``triton:seeded.interpreted``) is the
+same kernel and the same autograd function run by Triton's interpreter (``TRITON_INTERPRET=1``, which
+its worker sets) on CPU tensors, in the ``triton-interp`` worker environment (triton 3.7.1 next to the
+CPU build of torch): verify and probe check the kernel without a GPU. Its own API id keeps its probe
+records apart from the GPU's; it is never timed (an interpreter's speed says nothing about a GPU's).
 """
 from __future__ import annotations
 
 import importlib
+import os
 from types import ModuleType
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from backends.base import ApiInfo, BaseBackend, Unavailable
+from backends.base import ApiInfo, BaseBackend, Traffic, Unavailable, Unsupported
 
 _DTYPES = ("float32", "float16")
 PREPARE_INPUT_SEED = 20261126
 SEED_BOUND = 2**31 - 1  # tl.rand takes a 32-bit seed
+_REGENERATED = Traffic(mask="none")  # backward regenerates the mask from the seed: none is stored or read
 
 Tensor = Any  # torch.Tensor
 
@@ -32,7 +40,9 @@ class TritonBackend(BaseBackend):
     name = "triton"
     apis = ("seeded",)
     modules = ("triton", "torch")
-    infos = {"seeded": ApiInfo(frozenset({"seed", "backward"}), _DTYPES)}
+    infos = {"seeded": ApiInfo(frozenset({"seed", "backward"}), _DTYPES, traffic=_REGENERATED)}
+    interpreter = False
+    """True: run on CPU tensors in Triton's interpreter (TritonInterpreted), False: on a CUDA GPU."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -51,12 +61,15 @@ class TritonBackend(BaseBackend):
         except Exception as exc:
             raise Unavailable(f"torch failed to import ({type(exc).__name__}: {exc}); triton:seeded launches on "
                               "torch CUDA tensors") from exc
-        if not torch.cuda.is_available():
+        if self.interpreter and os.environ.get("TRITON_INTERPRET") != "1":
+            problems.append("TRITON_INTERPRET is not 1 (the triton-interp registry entry's worker sets it)")
+        if not self.interpreter and not torch.cuda.is_available():
             problems.append(f"no CUDA device (torch {torch.__version__} sees none)")
         try:
             triton = importlib.import_module("triton")
         except ImportError:
-            problems.append("triton is not installed (it ships with the CUDA builds of torch)")
+            problems.append("triton is not installed (" + ("run `dropbench env create triton-interp`" if self.interpreter
+                                                           else "it ships with the CUDA builds of torch") + ")")
             triton = None
         if problems:
             raise Unavailable(" and ".join(problems))
@@ -64,17 +77,34 @@ class TritonBackend(BaseBackend):
         return triton
 
     def devices(self) -> list[str]:
-        """The GPUs only: this backend has no CPU path."""
+        """The GPUs only (this backend has no CPU path); the interpreted variant: "cpu"."""
         try:
             self.framework()
         except Unavailable:
             return []
+        if self.interpreter:
+            return ["cpu"]
         torch = importlib.import_module("torch")
         return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
 
-    @staticmethod
-    def _cuda(device: str) -> str:
-        """spec.device as a torch CUDA device; "cpu" -> cuda:0 (the checks' host arrays go to the GPU)."""
+    def event_timing(self, step: Callable[[], None], device: str) -> dict[str, Any]:
+        """Per-call CUDA-event times of a prepared GPU step, warm and cold (backends/cuda_timing.py)."""
+        if self.interpreter or not device.startswith("cuda"):
+            raise Unsupported(f"{self.name}: CUDA events time GPU steps only, not {device!r}")
+        timing = importlib.import_module("backends.cuda_timing")
+        return timing.torch_event_timing(step, device)
+
+    def versions(self) -> dict[str, str]:
+        """Package versions, and where the kernel ran (recorded with every result)."""
+        out = super().versions()
+        out["triton device"] = "interpreter (TRITON_INTERPRET=1, CPU tensors)" if self.interpreter else "cuda"
+        return out
+
+    def _cuda(self, device: str) -> str:
+        """spec.device as a torch device; "cpu" -> cuda:0 (the checks' host arrays go to the GPU), except
+        under the interpreter, which runs on CPU tensors."""
+        if self.interpreter:
+            return "cpu"
         return "cuda:0" if device in ("cpu", "cuda") else device
 
     # -- the autograd function ------------------------------------------------------------
@@ -136,6 +166,9 @@ class TritonBackend(BaseBackend):
     def prepare(self, shape: Sequence[int], spec: Any, *, api: str, direction: str,
                 compiled: bool = False) -> Callable[[], None]:
         """The kernel (and its regenerating backward) on CUDA tensors, then torch.cuda.synchronize."""
+        if self.interpreter:
+            raise Unsupported(f"{self.name}:{api} runs in Triton's interpreter (TRITON_INTERPRET=1): a check of the "
+                              "kernel, never timed (its speed says nothing about a GPU's)")
         shape, backward = self._gpu_prepare_args(shape, spec, api, direction, compiled)
         self.framework()
         torch = importlib.import_module("torch")
@@ -155,3 +188,13 @@ class TritonBackend(BaseBackend):
             torch.cuda.synchronize(device)
 
         return step
+
+
+class TritonInterpreted(TritonBackend):
+    """triton:seeded's kernel and autograd function under Triton's interpreter, on CPU tensors (no GPU)."""
+
+    apis = ("seeded.interpreted",)
+    infos = {"seeded.interpreted": ApiInfo(frozenset({"seed", "backward"}), _DTYPES, traffic=_REGENERATED)}
+    interpreter = True
+    environment = "triton-interp"
+    worker_env = {"TRITON_INTERPRET": "1"}  # read by triton at import: set before the worker imports it

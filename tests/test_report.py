@@ -197,7 +197,7 @@ def test_html_and_plots(tmp_path) -> None:
     for p in files.plots:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000
     page = files.html.read_text()
-    assert page.count("<table>") == 1 + 2 + 2 + 2  # machines, summary x2 dtypes, baselines x2, throughput x2
+    assert page.count("<table>") == 1 + 2 + 2 + 2 + 2  # machines, summary x2 dtypes, baselines, bandwidth, throughput x2
     assert page.count("data:image/png;base64,") == len(files.plots)
     assert "tensorflow:tf.nn.dropout [tf.function]" in page
 

@@ -32,6 +32,7 @@ def test_baseline(timed, baseline: timing.BaselineCase, bench) -> None:
         worker=bench.worker, impl=prepared.impl, baseline_threads=prepared.threads))
     timed(prepared.step)
     _bare_loop(timed, prepared.step, bench)
+    _device_events(timed, prepared.step, bench.own_backend(), baseline.device)
 
 
 def test_dropout(timed, case: timing.Case, bench) -> None:
@@ -46,9 +47,18 @@ def test_dropout(timed, case: timing.Case, bench) -> None:
     timed.group = timing.group_name(case.numel, case.dtype, case.device)
     timed.extra_info.update(timing.extra_info(
         case, shape=shape, rate=bench.plan.rate, threads=bench.plan.threads, versions=state.versions,
-        worker=bench.worker))
+        worker=bench.worker, **timing.traffic_info(state.backend, case, shape)))
     timed(step)
     _bare_loop(timed, step, bench)
+    _device_events(timed, step, state.backend, case.device)
+
+
+def _device_events(timed, step, backend, device: str) -> None:
+    """On a GPU, also per-call CUDA-event times, warm and cold (L2 flushed), from the adapter's
+    ``event_timing`` hook (backends/cuda_timing.py): ``extra_info.device_events``; a CPU row has none."""
+    hook = getattr(backend, "event_timing", None)
+    if device.startswith("cuda") and callable(hook) and not timed.disabled:
+        timed.extra_info["device_events"] = hook(step, device)
 
 
 def _bare_loop(timed, step, bench) -> None:

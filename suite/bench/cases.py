@@ -9,6 +9,11 @@ Traffic model (bytes of *useful* traffic per step; the mask is not counted, sinc
 stored is exactly what differs between frameworks):
 forward 2*numel*itemsize (read x, write y); forward_backward 4*numel*itemsize (x, y,
 grad_out, grad_x); baseline:copy 2*numel*itemsize; baseline:rng32 4*numel (one uint32 each).
+
+Bytes *moved* (``extra_info.bytes_moved``) add the mask as the API declares it keeps it
+(``ApiInfo.traffic``, backends/base.py: Traffic): written in forward and read in backward, its width
+per mask element (none when regenerated from the seed), over the mask's elements (fewer when shared
+along axes). Baselines move what they use. The report's effective GB/s is bytes_moved / time.
 """
 from __future__ import annotations
 
@@ -100,6 +105,19 @@ def useful_bytes(api: str, direction: str, numel: int, dtype: str) -> int:
     if api == f"{BASELINE_BACKEND}:copy":
         return 2 * numel * ITEMSIZE[dtype]
     return (2 if direction == "forward" else 4) * numel * ITEMSIZE[dtype]
+
+
+def traffic_info(backend: Any, case: "Case", shape: Sequence[int]) -> dict[str, Any]:
+    """``bytes_moved`` of one step by the API's declared traffic model, and the model itself, for extra_info."""
+    info = api_info(backend, case.api)
+    traffic = info.traffic
+    mask_elements = None
+    if info.layout is not None:
+        mask_elements = math.prod(1 if axis in info.layout.broadcast_axes else int(n) for axis, n in enumerate(shape))
+    moved = traffic.bytes_moved(case.direction, case.numel, ITEMSIZE[case.dtype], mask_elements)
+    return {"bytes_moved": int(round(moved)),
+            "traffic": {"mask": traffic.mask, "declared": traffic.declared,
+                        "mask_elements": case.numel if mask_elements is None else mask_elements}}
 
 
 def throughput(stats: Mapping[str, Any], extra: Mapping[str, Any], statistic: str = "median") -> dict[str, float]:
@@ -315,6 +333,7 @@ def extra_info(case: Case | BaselineCase, *, shape: Sequence[int], rate: float |
         "worker": worker,
     }
     info.update(more)
+    info.setdefault("bytes_moved", info["bytes"])  # baselines move exactly what they use
     return info
 
 

@@ -30,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     add_backend_options(parser)
     parser.add_argument("--case", action="append", default=[], metavar="ID", help="only these cases (repeatable)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="cuda: also run the GPU cases (cuda:*), n/a with the reason for an API that sees no GPU")
     parser.add_argument("--seed", type=_seed, default=DEFAULT_SEED, help=f"seed of every seeded call (default {DEFAULT_SEED})")
     parser.add_argument("--case-timeout", type=positive_float, default=DEFAULT_CASE_TIMEOUT_S, metavar="S",
                         help="a case running longer is recorded as `timeout` and the rest go on (default %(default)g)")
@@ -46,12 +48,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _check_args(args: argparse.Namespace) -> None:
     """Every bad value is reported before anything runs (a probe takes a minute)."""
+<<<<<<< HEAD
     from suite.probe.cases import CASE_IDS
     from suite.probe.render import check_markers
+=======
+    from suite.probe.render import check_markers
+    from suite.probe.cases import cases_for
+>>>>>>> issue17
 
+    known = [c.id for c in cases_for(getattr(args, "device", "cpu"))]
     for case in args.case:
-        if case not in CASE_IDS:
-            raise UsageError(f"unknown case {case!r}; choose from {', '.join(CASE_IDS)}")
+        if case not in known:
+            hint = " (the GPU cases need --device cuda)" if case in [c.id for c in cases_for("cuda")] else ""
+            raise UsageError(f"unknown case {case!r}{hint}; choose from {', '.join(known)}")
     if args.from_json and (args.backend or args.api or args.case):
         raise UsageError("--from renders an earlier run; it cannot be combined with --backend, --api or --case")
     if args.readme:
@@ -87,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         refs = resolve(args.backend)
         apis = validate_apis(refs, args.api)
         report = run_probe(refs, apis, args.case or None, seed=args.seed, timeout=args.timeout,
-                           case_timeout=args.case_timeout)
+                           case_timeout=args.case_timeout, device=args.device)
         payload = report.to_json()
         json_path = args.json or Path("results/probe/probe.json")
     for b in payload["backends"]:

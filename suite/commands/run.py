@@ -3,11 +3,16 @@
 Everything lands in ``results/<machine-id>/<timestamp>/``: verify.json, probe.json (+ matrix),
 bench.json, report/ (tables, plots, HTML) and summary.md. Each stage runs each backend in its
 own worker, so one framework's crash costs only its own rows.
+
+``--device cuda`` is the device run (.ci/gpu-run): the probe adds its GPU cases and the bench times
+on the GPU. A GPU was asked for, so none being visible (nvidia-smi lists none) or no GPU row timed
+is a failure, said loudly, exit code 1; the stages still run and record why each case was skipped.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import sys
 import time
 from pathlib import Path
 
@@ -15,10 +20,16 @@ from suite.commands.options import positive_float, positive_int
 from suite.commands.progress import Progress, progress_bar
 from suite.runtime.jsonio import atomic_write_json, atomic_write_text
 from suite.runtime.loader import BackendRef, resolve
+<<<<<<< HEAD
 from suite.runtime.machine import machine_id
+=======
+from suite.runtime.machine import machine_facts, machine_id
+from suite.commands.options import positive_float, positive_int
+from suite.commands.progress import Progress, progress_bar
+>>>>>>> issue17
 
 NAME = "run"
-HELP = "the main job: verify + probe + bench --quick on the CPU for every installed backend, then report"
+HELP = "the main job: verify + probe + bench --quick (on the CPU, or --device cuda) for every installed backend, then report"
 STAGES = ("verify", "probe", "bench")
 
 
@@ -30,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=positive_float, default=600.0, metavar="S", help="per-worker timeout")
     parser.add_argument("--skip", action="append", default=[], choices=STAGES, help="leave out a stage (repeatable)")
     parser.add_argument("--no-plots", action="store_true", help="tables only (faster report)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="cuda: the device run (GPU probe cases, GPU timing); exit 1 when no GPU is visible")
 
 
 def _run_dir(root: str | None) -> Path:
@@ -72,7 +85,7 @@ def _probe(refs: list[BackendRef], args: argparse.Namespace, out: Path, bar: Pro
     started = time.perf_counter()
     for ref in refs:
         bar.step(f"probe {ref.name}")
-        part = run_probe([ref], timeout=args.timeout)
+        part = run_probe([ref], timeout=args.timeout, device=args.device)
         if merged is None:
             merged = part
         else:
@@ -108,7 +121,7 @@ def _bench(refs: list[BackendRef], args: argparse.Namespace, out: Path, bar: Pro
             done.add(backend)
             bar.advance()
 
-    options = BenchOptions(backends=tuple(args.backend), device="cpu", threads=args.threads, quick=True,
+    options = BenchOptions(backends=tuple(args.backend), device=args.device, threads=args.threads, quick=True,
                            json_path=str(out / "bench.json"), timeout=args.timeout)
     payload = run_bench(options, progress=progress)
     for _ in names - done:
@@ -116,15 +129,37 @@ def _bench(refs: list[BackendRef], args: argparse.Namespace, out: Path, bar: Pro
     return exit_code(payload), out / "bench.json"
 
 
+def gpu_problem(device: str, bench_json: Path | None) -> str | None:
+    """Why a run that asked for ``device`` "cuda" failed to use one (None: it did, or the CPU was asked for)."""
+    if device != "cuda":
+        return None
+    gpus = machine_facts().get("gpu")
+    if not gpus:
+        return ("no GPU is visible (nvidia-smi is missing or lists none): every GPU case was skipped — "
+                "run this on a machine with an NVIDIA GPU")
+    if bench_json is not None and bench_json.exists():
+        from suite.runtime.jsonio import read_result  # noqa: PLC0415 - only the device run reads it back
+
+        rows = [b for b in read_result(bench_json, kind="bench").get("benchmarks", [])
+                if str(b.get("extra_info", {}).get("device", "")).startswith("cuda")]
+        if not rows:
+            return f"nvidia-smi sees {gpus}, but no benchmark ran on it (see the skipped cases in bench.json)"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     from suite.bench.runner import BenchOptions
 
     refs = resolve(args.backend)
-    BenchOptions(backends=tuple(args.backend), device="cpu", threads=args.threads, quick=True).validated()
+    BenchOptions(backends=tuple(args.backend), device=args.device, threads=args.threads, quick=True).validated()
+    early = gpu_problem(args.device, None)
+    if early:
+        print(f"dropbench run --device cuda: FAILING: {early}", file=sys.stderr, flush=True)
     out = _run_dir(args.out)
     stages = [s for s in STAGES if s not in args.skip]
     code = 0
-    summary = [f"# dropbench run {out.name} on {out.parent.name}", ""]
+    bench_json: Path | None = None
+    summary = [f"# dropbench run {out.name} on {out.parent.name}" + (" (device run: cuda)" if args.device == "cuda" else ""), ""]
     started = time.perf_counter()
     with progress_bar(len(stages) * len(refs) + (1 if "bench" in stages else 0)) as bar:
         if "verify" in stages:
@@ -141,10 +176,16 @@ def run(args: argparse.Namespace) -> int:
 
             files = build_report([bench_json], out / "report", plots=not args.no_plots)
             bar.advance()
-            summary += ["## Throughput (bench --quick, CPU)", "", files.summary_md.read_text(encoding="utf-8"), "",
+            summary += [f"## Throughput (bench --quick, {args.device})", "", files.summary_md.read_text(encoding="utf-8"), "",
                         f"Tables, plots and HTML: [report/]({files.html.relative_to(out)})", ""]
+    problem = gpu_problem(args.device, bench_json if "bench" in stages else None)
+    if problem:
+        code = 1
+        summary += [f"**FAILED: a GPU was asked for (--device cuda) and {problem}.**", ""]
     summary.append(f"_{time.perf_counter() - started:.0f} s in all; exit code {code}._")
     atomic_write_text(out / "summary.md", "\n".join(summary) + "\n")
     print("\n".join(summary))
     print(f"\nwrote {out}")
+    if problem:
+        print(f"dropbench run --device cuda: FAILED: {problem}", file=sys.stderr)
     return code

@@ -35,7 +35,8 @@ DROPPED_NAN_ZERO, NAN_SURVIVES = "dropped NaN -> 0", "dropped NaN stays NaN"
 DROPS_RATE, DROPS_KEEP = "drops 10% (rate)", "drops 90% (reads rate as keep_prob)"
 
 # Findings measured in two processes are filled in by the parent (probe_run), not the worker.
-KINDS = ("forward", "grad-values", "grad-mask", "seed-twice", "process", "broadcast", "keep-share", "kept-value")
+KINDS = ("forward", "grad-values", "grad-mask", "seed-twice", "process", "broadcast", "keep-share", "kept-value",
+         "device-seed")
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class Case:
     expected: str | None = None
     checks: tuple[str, ...] = ()
     convention: bool = False  # a row of the conventions table (its cell shows the finding)
+    device: str = "cpu"  # "cuda": a GPU case (GPU_CASES), n/a with the reason where the API sees no GPU
 
     @property
     def keep(self) -> float:
@@ -181,8 +183,31 @@ CASES: tuple[Case, ...] = (
           rate=0.1, dtype="float16", kind="kept-value", expected="1.111 (+0 ulp)", convention=True,
           checks=("values/rate=0.1/float16",)),
 )
+GPU_CASES: tuple[Case, ...] = (
+    # --- on the GPU (`dropbench probe --device cuda`): what changes when a model moves to the device -----
+    _case("cuda:seed-vs-cpu", "The same seed on the CPU and on the GPU: the same mask? (A model debugged on the "
+          "CPU and trained on the GPU drops other units unless the generators agree.)",
+          kind="device-seed", convention=True, device="cuda"),
+    # the linked upstream issue (pytorch/pytorch#59421): its CUDA kernel selects (0), its CPU one multiplies (NaN)
+    _case("cuda:inf-input", "Row 0 is +inf on the GPU: does a dropped inf become 0 (a select) as on some GPU "
+          "kernels, or NaN (inf*0) as on the same framework's CPU?", fill="inf-row", device="cuda"),
+    _case("cuda:eval", "Inference on the GPU, switched off each API's own way.",
+          training=False, expected="identity", device="cuda"),
+    _case("cuda:float16-scale@0.1", "What 1/0.9 rounds to in float16 on the device (a fused kernel may scale in "
+          "float32 and round once, or round the scale first).", rate=0.1, dtype="float16", kind="kept-value",
+          expected="1.111 (+0 ulp)", convention=True, device="cuda"),
+    _case("cuda:bfloat16-scale@0.1", "What 1/0.9 rounds to in bfloat16 on the device (1.109375 is the nearest).",
+          rate=0.1, dtype="bfloat16", kind="kept-value", convention=True, device="cuda"),
+)
+"""Cases run only when the probe is asked for a GPU (``--device cuda``); CASES are the CPU map."""
 CASE_IDS: tuple[str, ...] = tuple(c.id for c in CASES)
-BY_ID: dict[str, Case] = {c.id: c for c in CASES}
+GPU_CASE_IDS: tuple[str, ...] = tuple(c.id for c in GPU_CASES)
+BY_ID: dict[str, Case] = {c.id: c for c in CASES + GPU_CASES}
+
+
+def cases_for(device: str) -> tuple[Case, ...]:
+    """The cases a probe on ``device`` runs: the CPU map, plus the GPU cases for "cuda"."""
+    return CASES + (GPU_CASES if device.startswith("cuda") else ())
 
 
 # -- classification ----------------------------------------------------------------------

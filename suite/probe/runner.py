@@ -57,6 +57,10 @@ def _observe(backend: Any, api: str, case: Case, x: np.ndarray, spec: DropoutSpe
     finding: str | None = None
     if case.kind == "seed-twice":
         finding = probes.same_mask_finding(y, forward(spec))
+    elif case.kind == "device-seed":  # the same spec (and seed) on the host: the same kept positions?
+        if "cpu" not in backend.devices():
+            raise Unsupported(f"{backend.name}:{api} has no CPU path: no host mask to compare with")
+        finding = probes.same_mask_finding(y, forward(spec.replace(device="cpu")))
     elif case.kind == "process":
         detail = probes.summarize(y, values=False)  # unseeded: counts would differ run to run
         detail["mask_digest"] = probes.mask_digest(y)
@@ -78,6 +82,10 @@ def run_case(backend: Any, api: str, case: Case, seed: int) -> dict[str, Any]:
     try:
         info = api_info(backend, api)
         layout = info.layout
+        if case.device != "cpu":  # a plugin may ignore spec.device: never record a CPU run as a GPU one
+            devices = list(backend.devices())
+            if not any(d.startswith(case.device) for d in devices):
+                raise Unsupported(f"{record['api']} sees no {case.device} device here (devices: {', '.join(devices) or 'none'})")
         if case.dtype == "bfloat16" and "bfloat16" not in info.dtypes:
             raise Unsupported(f"{record['api']} has no bfloat16 bridge in its adapter (declares {', '.join(info.dtypes)})")
         try:
@@ -86,7 +94,8 @@ def run_case(backend: Any, api: str, case: Case, seed: int) -> dict[str, Any]:
             raise Unsupported(str(exc)) from exc
         use_seed = seed if case.seeded and ("seed" in info.capabilities or case.kind in ("seed-twice", "process")) else None
         spec_dtype = case.dtype if case.dtype in ("float16", "bfloat16") else "float32"  # int32: a layer's default dtype
-        spec = DropoutSpec.unchecked(case.rate, training=case.training, broadcast_axes=axes, seed=use_seed, dtype=spec_dtype)
+        spec = DropoutSpec.unchecked(case.rate, training=case.training, broadcast_axes=axes, seed=use_seed, dtype=spec_dtype,
+                                     device=case.device)
         outcome, finding, detail = _observe(backend, api, case, x, spec)
         detail["in_dtype"] = x.dtype.name
         detail["in_shape"] = list(x.shape)
@@ -98,12 +107,13 @@ def run_case(backend: Any, api: str, case: Case, seed: int) -> dict[str, Any]:
     return record
 
 
-def plan_for(backend: Any, mode: str, apis: Iterable[str] | None, cases: Iterable[str] | None) -> list[Pair]:
+def plan_for(backend: Any, mode: str, apis: Iterable[str] | None, cases: Iterable[str] | None,
+             device: str = "cpu") -> list[Pair]:
     """(api id, case id) pairs in run order: API by API; cross-process cases case by case, unseeded first."""
     wanted_apis = set(apis) if apis else None
     wanted_cases = set(cases) if cases else None
     ids = [f"{backend.name}:{a}" for a in backend.apis if wanted_apis is None or f"{backend.name}:{a}" in wanted_apis]
-    chosen = [c for c in probes.CASES if (wanted_cases is None or c.id in wanted_cases) and c.cross_process == (mode == "process")]
+    chosen = [c for c in probes.cases_for(device) if (wanted_cases is None or c.id in wanted_cases) and c.cross_process == (mode == "process")]
     if mode == "process":
         chosen.sort(key=lambda c: c.seeded)  # unseeded first: nothing may seed the stream before them
         return [(a, c.id) for c in chosen for a in ids]
@@ -120,7 +130,8 @@ def worker_task(task: Task) -> dict[str, Any]:
         journal.write(header={**payload, "apis": [], "plan": []})
         return payload
     todo = options.get("todo")
-    plan = [tuple(p) for p in todo] if todo is not None else plan_for(backend, options["mode"], options.get("apis"), options.get("cases"))
+    plan = ([tuple(p) for p in todo] if todo is not None else
+            plan_for(backend, options["mode"], options.get("apis"), options.get("cases"), options.get("device") or "cpu"))
     payload["apis"] = [f"{backend.name}:{a}" for a in backend.apis]
     journal.write(header={**payload, "plan": plan})
     watchdog_path = options.get("watchdog")
@@ -179,7 +190,8 @@ def _failure_record(pair: Pair, result: WorkerResult, watchdog_text: str, case_t
 
 
 def run_backend(ref: BackendRef, mode: str, *, apis: set[str] | None, cases: list[str] | None, seed: int,
-                timeout: float = DEFAULT_TIMEOUT_S, case_timeout: float = DEFAULT_CASE_TIMEOUT_S) -> BackendRun:
+                timeout: float = DEFAULT_TIMEOUT_S, case_timeout: float = DEFAULT_CASE_TIMEOUT_S,
+                device: str = "cpu") -> BackendRun:
     """Run one backend's cases of ``mode`` ("main" or "process"), resuming after crashes and hangs."""
     run = BackendRun(ref.name)
     todo: list[Pair] | None = None
@@ -187,7 +199,7 @@ def run_backend(ref: BackendRef, mode: str, *, apis: set[str] | None, cases: lis
         for attempt in range(10_000):  # each retry removes at least one case, so this ends
             watchdog = Path(tmp) / f"watchdog-{attempt}.txt"
             options = {"mode": mode, "apis": sorted(apis) if apis else None, "cases": cases, "seed": seed,
-                       "todo": todo, "watchdog": str(watchdog), "case_timeout": case_timeout}
+                       "todo": todo, "watchdog": str(watchdog), "case_timeout": case_timeout, "device": device}
             result = run_task(Task("probe", ref.ref, options, name=ref.name), timeout=timeout)
             if result.status == "unavailable":  # its environment is not built: no worker started
                 run.status, run.reason = "unavailable", result.detail
@@ -247,6 +259,7 @@ class ProbeReport:
     records: list[dict[str, Any]] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
     elapsed_s: float = 0.0
+    device: str = "cpu"  # "cuda": the GPU cases ran too
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -260,19 +273,22 @@ class ProbeReport:
             "versions": self.versions,
             "backends": self.backends,
             "cases": [{"id": c.id, "why": c.why, "rate": c.rate_repr(), "dtype": c.dtype, "shape": list(c.shape),
-                       "convention": c.convention, "checks": list(c.checks)} for c in probes.CASES],
+                       "convention": c.convention, "checks": list(c.checks),
+                       **({"device": c.device} if c.device != "cpu" else {})}
+                      for c in probes.cases_for(self.device)],
             "records": self.records,
         }
 
 
 def run_probe(refs: list[BackendRef], apis: set[str] | None = None, cases: list[str] | None = None, *,
               seed: int = DEFAULT_SEED, timeout: float = DEFAULT_TIMEOUT_S,
-              case_timeout: float = DEFAULT_CASE_TIMEOUT_S) -> ProbeReport:
-    """Every selected (api, case) of every backend; records in backend, API, case order."""
+              case_timeout: float = DEFAULT_CASE_TIMEOUT_S, device: str = "cpu") -> ProbeReport:
+    """Every selected (api, case) of every backend; records in backend, API, case order.
+    ``device`` "cuda" adds the GPU cases (n/a, with the reason, for an API that sees no GPU)."""
     started = time.perf_counter()
-    report = ProbeReport(seed=seed, versions={"python": platform.python_version()})
-    order = {c: i for i, c in enumerate(probes.CASE_IDS)}
-    kw = dict(apis=apis, cases=cases, seed=seed, timeout=timeout, case_timeout=case_timeout)
+    report = ProbeReport(seed=seed, versions={"python": platform.python_version()}, device=device)
+    order = {c.id: i for i, c in enumerate(probes.cases_for(device))}
+    kw = dict(apis=apis, cases=cases, seed=seed, timeout=timeout, case_timeout=case_timeout, device=device)
     wants_process = any(c.cross_process for c in probes.CASES if not cases or c.id in cases)
     for ref in refs:
         main = run_backend(ref, "main", **kw)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
+from suite.report import bandwidth
 from suite.report.units import size_label
 from suite.runtime.jsonio import ResultFileError, atomic_write_text, read_result
 
@@ -181,6 +182,7 @@ def _rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
                 "median_s": float(median), "rounds": int(stats.get("rounds") or len(stats.get("data") or [])),
                 "iqr_s": float(stats["iqr"]) if _is_number(stats.get("iqr")) else float("nan"),
                 "is_baseline": backend == "baseline" or api.startswith("baseline:"),
+                **bandwidth.row_fields(info, facts),
             })
     return rows
 
@@ -244,7 +246,7 @@ def results_frame(runs: Sequence[Run]) -> tuple["pd.DataFrame", list[str]]:
     df["label"] = _labels(df)
     df["gbps"] = df["bytes"] / df["median_s"] / 1e9
     df["elems_per_s"] = df["numel"] / df["median_s"]
-    df = _attach_baselines(df)
+    df = bandwidth.add_columns(_attach_baselines(df))
     return df.sort_values(GROUP + ["is_baseline", "label", "worker"], kind="stable").reset_index(drop=True), notes
 
 
@@ -255,7 +257,7 @@ def display_frame(df: "pd.DataFrame") -> "pd.DataFrame":
     out = df.groupby(keys, as_index=False, sort=False).agg(
         median_s=("median_s", "median"), bytes=("bytes", "first"), rounds=("rounds", "sum"),
         x_copy=("x_copy", "median"), x_rng32=("x_rng32", "median"), workers=("worker", "nunique"),
-        copy_from=("copy_from", "first"), rng32_from=("rng32_from", "first"))
+        copy_from=("copy_from", "first"), rng32_from=("rng32_from", "first"), **bandwidth.AGGREGATES)
     out["gbps"] = out["bytes"] / out["median_s"] / 1e9
     out["elems_per_s"] = out["numel"] / out["median_s"]
     fastest = out["median_s"].where(~out["is_baseline"]).groupby([out[k] for k in GROUP + ["threads"]]).transform("min")
@@ -565,17 +567,19 @@ def build_report(paths: Sequence[Path | str], out_dir: Path | str, *, plots: boo
     sections: list[tuple[str, list[Table]]] = [("Machines", [machine_table(runs)])]
     skipped = skipped_table(runs)
     summary: list[Table] = []
+    bw_tables: list[Table] = []
     if df.empty:
         atomic_write_text(files.results_csv, "")
     else:
         atomic_write_text(files.results_csv, df.to_csv(index=False))
         disp = display_frame(df)
         summary = summary_tables(disp)
+        bw_tables = bandwidth.bandwidth_tables(disp, _largest_common_size, Table)
         base_tables, base_files = baseline_tables(df, disp, out)
         tp_tables, tp_files = throughput_tables(df, disp, out)
         files.tables = tp_files + base_files
         sections += [("Summary at the largest common size", summary), ("Ratios to the baselines", base_tables),
-                     ("Throughput", tp_tables)]
+                     ("Bandwidth", bw_tables), ("Throughput", tp_tables)]
         if plots:
             files.plots = _plots(disp, out, notes)
     overhead = overhead_table(runs)
@@ -584,6 +588,6 @@ def build_report(paths: Sequence[Path | str], out_dir: Path | str, *, plots: boo
         sections.append(("Harness overhead", [overhead]))
     if skipped:
         sections.append(("Not timed", [skipped]))
-    atomic_write_text(files.summary_md, _summary_markdown(runs, summary, notes))
+    atomic_write_text(files.summary_md, _summary_markdown(runs, [*summary, *bw_tables], notes))
     atomic_write_text(files.html, _html_page(runs, sections, files.plots, out, notes))
     return files

@@ -5,6 +5,8 @@ import hashlib
 import os
 import platform
 import re
+import shutil
+import subprocess
 from typing import Any
 
 
@@ -26,9 +28,24 @@ def _memory_gib() -> float:
         return 0.0
 
 
+def _gpu_names() -> str:
+    """The NVIDIA GPUs by name (``nvidia-smi``, no framework import), comma-separated; "" when none is seen."""
+    tool = shutil.which("nvidia-smi")
+    if tool is None:
+        return ""
+    try:
+        proc = subprocess.run([tool, "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True,
+                              timeout=20, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return ", ".join(line.strip() for line in proc.stdout.splitlines() if line.strip()) if proc.returncode == 0 else ""
+
+
 def machine_facts() -> dict[str, Any]:
-    """Hardware and OS facts that stay the same across runs on one machine (no hostname: sandboxes rename)."""
+    """Hardware and OS facts that stay the same across runs on one machine (no hostname: sandboxes rename).
+    ``gpu`` (names from nvidia-smi, "" without one) is not part of the machine id."""
     return {
+        "gpu": _gpu_names(),
         "cpu": _cpu_brand(),
         "cores": os.cpu_count() or 0,
         "memory_gib": _memory_gib(),
