@@ -17,7 +17,7 @@ pytest.importorskip("pandas", reason="report needs pandas (the `all` extra)")
 
 from suite.report import bandwidth  # noqa: E402
 from suite.report.build import build_report, load_run, results_frame  # noqa: E402
-from tests.fixtures.synthetic_bench import COPY_NS, benchmark, bench_payload, model_seconds, write_run  # noqa: E402
+from tests.fixtures.synthetic_bench import COPY_NS, bench_payload, benchmark, model_seconds, write_run  # noqa: E402
 
 N = 1 << 20
 

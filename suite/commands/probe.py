@@ -48,13 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _check_args(args: argparse.Namespace) -> None:
     """Every bad value is reported before anything runs (a probe takes a minute)."""
-<<<<<<< HEAD
-    from suite.probe.cases import CASE_IDS
-    from suite.probe.render import check_markers
-=======
-    from suite.probe.render import check_markers
     from suite.probe.cases import cases_for
->>>>>>> issue17
+    from suite.probe.render import check_markers
 
     known = [c.id for c in cases_for(getattr(args, "device", "cpu"))]
     for case in args.case:

@@ -20,13 +20,7 @@ from suite.commands.options import positive_float, positive_int
 from suite.commands.progress import Progress, progress_bar
 from suite.runtime.jsonio import atomic_write_json, atomic_write_text
 from suite.runtime.loader import BackendRef, resolve
-<<<<<<< HEAD
-from suite.runtime.machine import machine_id
-=======
 from suite.runtime.machine import machine_facts, machine_id
-from suite.commands.options import positive_float, positive_int
-from suite.commands.progress import Progress, progress_bar
->>>>>>> issue17
 
 NAME = "run"
 HELP = "the main job: verify + probe + bench --quick (on the CPU, or --device cuda) for every installed backend, then report"

@@ -113,7 +113,8 @@ def plan_for(backend: Any, mode: str, apis: Iterable[str] | None, cases: Iterabl
     wanted_apis = set(apis) if apis else None
     wanted_cases = set(cases) if cases else None
     ids = [f"{backend.name}:{a}" for a in backend.apis if wanted_apis is None or f"{backend.name}:{a}" in wanted_apis]
-    chosen = [c for c in probes.cases_for(device) if (wanted_cases is None or c.id in wanted_cases) and c.cross_process == (mode == "process")]
+    chosen = [c for c in probes.cases_for(device)
+              if (wanted_cases is None or c.id in wanted_cases) and c.cross_process == (mode == "process")]
     if mode == "process":
         chosen.sort(key=lambda c: c.seeded)  # unseeded first: nothing may seed the stream before them
         return [(a, c.id) for c in chosen for a in ids]

@@ -13,9 +13,10 @@ the device's published peak.
 from __future__ import annotations
 
 import math
-import tomllib
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
+
+import tomllib
 
 from backends import DEVICE_PEAKS_FILE
 from backends.base import api_info
