@@ -7,6 +7,7 @@ from typing import Any
 
 from suite.report import table
 from suite.commands.options import add_backend_options, positive_int, unit_interval, writable_path
+from suite.runtime.loader import select
 
 NAME = "bench"
 HELP = "time forward and forward+backward of every API against copy and RNG baselines (pytest-benchmark)"
@@ -81,7 +82,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
 
     sizes = tuple(n for group in (args.sizes or []) for n in group)
     dtypes = tuple(d for group in (args.dtype or [["float32"]]) for d in group)
-    options = BenchOptions(backends=tuple(args.backend), apis=tuple(args.api), device=args.device, sizes=sizes,
+    options = BenchOptions(backends=tuple(select(args.backend, args.api)), apis=tuple(args.api), device=args.device, sizes=sizes,
                            dtypes=dtypes, threads=args.threads, quick=args.quick, timeout=args.timeout,
                            rate=args.rate, require_device=args.require_device, resume=args.resume,
                            bare_loop=args.bare_loop,

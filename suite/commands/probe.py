@@ -8,7 +8,7 @@ from pathlib import Path
 
 from suite.report import table
 from suite.runtime.jsonio import atomic_write_json, atomic_write_text, read_result
-from suite.runtime.loader import UsageError, resolve
+from suite.runtime.loader import UsageError, resolve, select
 from suite.commands.options import add_backend_options, positive_float, validate_apis, writable_path
 
 NAME = "probe"
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         from suite.probe.runner import run_probe
 
-        refs = resolve(args.backend)
+        refs = resolve(select(args.backend, args.api))  # an API id implies its backend
         apis = validate_apis(refs, args.api)
         report = run_probe(refs, apis, args.case or None, seed=args.seed, timeout=args.timeout,
                            case_timeout=args.case_timeout)
