@@ -89,9 +89,15 @@ def fresh_out_dir(kind: str) -> Path:
     from suite.runtime.machine import machine_id  # noqa: PLC0415 - reads /proc, only when no --out is given
 
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    target = Path("results") / machine_id() / f"{stamp}-{kind}"
-    target.mkdir(parents=True, exist_ok=False)
-    return target
+    base = Path("results") / machine_id()
+    for n in range(1, 1000):  # two runs within one second get -2, -3, ...: never into an existing folder
+        target = base / (f"{stamp}-{kind}" if n == 1 else f"{stamp}-{kind}-{n}")
+        try:
+            target.mkdir(parents=True, exist_ok=False)
+            return target
+        except FileExistsError:
+            continue
+    raise UsageError(f"cannot find a fresh folder under {base}; give --out")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -227,7 +233,8 @@ def _run_train(args: argparse.Namespace) -> int:
     if on.get("checked"):
         failed |= not on["passed"]
         print(f"dropout on: F={on['f']:.3g} (critical {on['f_critical']:.3g} at alpha {on['alpha']:g}), "
-              f"band ±{on['band']:.4f}: {'PASS' if on['passed'] else 'FAIL'}")
+              f"band ±{on['band']:.4f} (power {on['power']:.3g} for one framework off by {on['effect_sd']:g} residual sds): "
+              f"{'PASS' if on['passed'] else 'FAIL'}")
     else:
         print(f"dropout on: not checked ({on.get('reason')})")
     for path in write_train(args.out or fresh_out_dir("train"), payload, SUMMARY_HEADERS, summary, plot=not args.no_plot):

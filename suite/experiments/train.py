@@ -182,7 +182,7 @@ class TrainReport:
                     "power": power_one_off(k, seeds), "final_acc": acc.tolist(),
                     "reason": underpowered_reason(k, seeds, needed)}
         return {"checked": True, **block_anova(acc, names).to_dict(), "final_acc": acc.tolist(),
-                "power": power_one_off(k, seeds), "min_seeds": needed}
+                "power": power_one_off(k, seeds), "min_seeds": needed, "effect_sd": EFFECT_SD}
 
     def to_json(self) -> dict[str, Any]:
         return {"schema": 1, "kind": "experiment-train", "dataset": self.dataset, "settings": self.settings,
