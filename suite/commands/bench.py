@@ -108,7 +108,7 @@ def summary_rows(payload: dict[str, Any]) -> list[list[Any]]:
         info = b["extra_info"]
         if info["backend"] == "baseline":
             base[(info["api"], info["worker"], info["numel"], info["dtype"], info["device"])] = b["stats"]["median"]
-    rows = []
+    rows, order = [], []
     for b in payload["benchmarks"]:
         info = b["extra_info"]
         if info["backend"] == "baseline":
@@ -116,11 +116,13 @@ def summary_rows(payload: dict[str, Any]) -> list[list[Any]]:
         t = throughput(b["stats"], info)
         key = (info["worker"], info["numel"], info["dtype"], info["device"])
         ratios = [base.get((f"baseline:{name}", *key)) for name in ("copy", "rng32")]
+        # groups (device, dtype, size, direction) in turn, fastest first within each
+        order.append((info["device"], info["dtype"], info["numel"], info["direction"], t["seconds"]))
         rows.append([info["api"], info["mode"], info["direction"], size_label(info["numel"]), info["dtype"],
                      info["device"], f"{t['seconds'] * 1e6:.1f}", f"{t['gb_per_s']:.2f}",
                      f"{t['elements_per_s'] / 1e6:.0f}",
                      *(f"{t['seconds'] / r:.1f}" if r else "-" for r in ratios)])
-    return rows
+    return [row for _, row in sorted(zip(order, rows), key=lambda pair: pair[0])]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -147,6 +149,8 @@ def run(args: argparse.Namespace) -> int:
     if rows:
         print(table.render(["api", "mode", "direction", "size", "dtype", "device", "median µs", "GB/s", "Melem/s", "x copy",
                             "x rng32"], rows))
+        print("sorted by time within each device, dtype, size and direction; x copy / x rng32: time ÷ the "
+              "baseline timed in the same worker process as the row (each worker times its own)")
         print()
     from suite.bench.cases import OVERHEAD_HEADERS, harness_overhead  # noqa: PLC0415
 
