@@ -149,7 +149,7 @@ class Table:
         head = "".join(f"<th>{html.escape(h)}</th>" for h in self.headers)
         body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in self.rows)
         return (f"<h3>{html.escape(self.title)}</h3>\n<p class='caption'>{html.escape(self.caption)}</p>\n"
-                f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>\n")
+                f"<div class='wide'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>\n")
 
 
 # ------------------------------------------------------------------------------------ the frame
@@ -269,8 +269,8 @@ def display_frame(df: "pd.DataFrame") -> "pd.DataFrame":
 def format_rate(per_second: float) -> str:
     """Elements per second with an SI prefix: 6.65e8 -> '665 Mel/s'."""
     for prefix, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if per_second >= scale:
-            return f"{per_second / scale:.3g} {prefix}el/s"
+        if float(f"{per_second:.3g}") >= scale:  # 999.7e6 rounds to 1e9: "1 Gel/s", not "1e+03 Mel/s"
+            return f"{float(f'{per_second:.3g}') / scale:g} {prefix}el/s"
     return f"{per_second:.3g} el/s"
 
 
@@ -337,7 +337,7 @@ def throughput_tables(df: "pd.DataFrame", disp: "pd.DataFrame", out_dir: Path) -
                 csv_rows.append(csv_row)
         workers = sub[sub["is_baseline"]]["workers"]
         caption = (f"{TIME_NOTE}. Cell: time · GB/s of useful traffic (extra_info.bytes / time), elements/s · time ÷ "
-                   f"time of the fastest dropout API at that size and dtype, marked `{FASTEST}` (baselines not counted). "
+                   f"time of the fastest dropout API at that size and dtype, marked \"{FASTEST}\" (baselines not counted). "
                    "Rows: fastest first at the largest size, baselines last.")
         if not workers.empty:
             caption += f" Baseline rows: median over the {int(workers.max())} worker process(es) that timed them."
@@ -570,7 +570,10 @@ def _html_page(runs: Sequence[Run], sections: list[tuple[str, list[Table]]], plo
     style = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}"
              "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;"
              "text-align:right;font-variant-numeric:tabular-nums}td:first-child,td:nth-child(2),th{text-align:left}"
-             "th{background:#f0f0f0}.caption{color:#444;max-width:1100px}img{max-width:100%;border:1px solid #ddd}")
+             "th{background:#f0f0f0}.caption{color:#444;max-width:1100px}img{max-width:100%;border:1px solid #ddd}"
+             # one line per cell (a "time · GB/s, el/s · ratio" cell wrapped into four lines was unreadable); a table
+             # wider than the window then scrolls inside its own box instead of widening the page
+             "td{white-space:nowrap}.wide{max-width:100%;overflow-x:auto}")
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>dropbench report</title><style>{style}</style>"
              "</head><body><h1>dropbench report</h1>",
              f"<p>{html.escape(TIME_NOTE)}. Inputs: {html.escape(', '.join(str(r.path) for r in runs))}.</p>"]
