@@ -22,7 +22,7 @@ from backends.numpy_mlp import NumpyMLP
 from suite.experiments import ensemble as ens
 from suite.experiments.data import Dataset, DatasetError, load_digits_dataset, load_idx_dataset, parse_idx, read_idx
 from suite.experiments.mlp_common import RunSpec, batches, train_run
-from suite.experiments.parity import ALPHA, block_anova, f_critical, f_sf
+from suite.experiments.parity import ALPHA, block_anova, f_critical, f_sf, min_seeds, power_one_off
 from suite.experiments.train import LOSS_PARITY_RTOL, TrainSettings, load_problem, run_training, write_bundle
 from suite.runtime.jsonio import read_result
 from suite.verify.stats import hoeffding_halfwidth
@@ -504,3 +504,61 @@ def test_train_cli_on_idx_files_with_numpy(tmp_path: Path) -> None:
     assert numpy_fw["status"] == "ok" and [len(r["epochs"]) for r in numpy_fw["runs"]] == [2, 2, 2, 2]
     assert (out / "train.png").stat().st_size > 0 and (out / "train_epochs.csv").read_text().count("\n") == 1 + 8
     assert "dropout on" in (out / "train.md").read_text()
+
+
+# -- issue 16: no verdict without power, no default writes over committed results -----------------
+def test_power_matches_scipy_noncentral_f() -> None:
+    stats = pytest.importorskip("scipy.stats")
+    for k, s, effect in [(2, 8, 3.0), (4, 7, 5.0), (4, 16, 2.0), (3, 5, 6.0)]:
+        d1, d2 = k - 1, (k - 1) * (s - 1)
+        expected = stats.ncf.sf(f_critical(ALPHA, d1, d2), d1, d2, s * effect ** 2 * (k - 1) / k)
+        assert power_one_off(k, s, effect) == pytest.approx(expected, rel=1e-7, abs=1e-12)
+
+
+def test_power_matches_simulated_block_anova() -> None:
+    """The power formula is block_anova's real failure rate with one framework off by 2 sds (alpha 0.01).
+
+    3000 simulated 4 x 6 tables; the observed rate must lie within 5.3 binomial sds of the formula
+    (two-sided normal tail 1.2e-7).
+    """
+    rng = np.random.default_rng(5)
+    sims, alpha, k, s, effect = 3000, 0.01, 4, 6, 2.0
+    fails = 0
+    for _ in range(sims):
+        acc = rng.normal(0, 0.05, size=(1, s)) + rng.normal(0, 0.01, size=(k, s))
+        acc[0] += effect * 0.01
+        fails += not block_anova(acc, list("abcd"), alpha=alpha).passed
+    p = power_one_off(k, s, effect, alpha)
+    assert 0.2 < p < 0.9  # a rate the simulation can tell apart from 0 and 1
+    assert abs(fails / sims - p) <= 5.3 * math.sqrt(p * (1 - p) / sims), (fails / sims, p)
+
+
+def test_min_seeds_is_the_first_count_with_the_stated_power() -> None:
+    for k in (2, 4):
+        n = min_seeds(k)
+        assert power_one_off(k, n) >= 0.9 > power_one_off(k, n - 1)
+
+
+def test_train_gives_no_dropout_on_verdict_with_too_few_seeds(tmp_path: Path) -> None:
+    pytest.importorskip("torch", reason="a second framework for the parity check")
+    _write_fashion_like(tmp_path / "data", n_train=40, n_test=10)
+    proc = dropbench("experiment", "train", "--framework", "numpy", "--framework", "torch", "--data-dir",
+                     str(tmp_path / "data"), "--epochs", "1", "--seeds", "2", "--batch-size", "16", "--hidden", "8,8",
+                     "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "PASS" not in proc.stdout and "FAIL" not in proc.stdout, proc.stdout
+    assert f"--seeds {min_seeds(2)}" in proc.stdout and "dropout on: not checked" in proc.stdout, proc.stdout
+    on = read_result(tmp_path / "out" / "train.json", kind="experiment-train")["parity"]["dropout_on"]
+    assert on["checked"] is False and on["min_seeds"] == min_seeds(2)
+
+
+def test_experiments_default_to_a_fresh_folder_not_the_committed_one(tmp_path: Path) -> None:
+    args = ("experiment", "ensemble", "--widths", "2", "--rates", "0.5", "--nets", "2", "--mc-width", "2",
+            "--ks", "1,2", "--repeats", "5", "--mc-nets", "1", "--no-plot")
+    first = dropbench(*args, cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    written = sorted(tmp_path.glob("results/*/*-ensemble/ensemble.json"))
+    assert len(written) == 1 and not (tmp_path / "results" / "experiments").exists(), written
+    second = dropbench(*args, cwd=tmp_path)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert len(list(tmp_path.glob("results/*/*-ensemble*/ensemble.json"))) == 2  # a second run: a second folder

@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("pandas", reason="report needs pandas (the `all` extra)")
 
-from suite.report.build import build_report, load_run, results_frame, size_label  # noqa: E402
+from suite.report.build import build_report, format_time, load_run, results_frame, size_label  # noqa: E402
 from suite.runtime.jsonio import ResultFileError  # noqa: E402
 from tests.fixtures.synthetic_bench import API_COST, bench_payload, benchmark, model_seconds, synthetic_run, write_run  # noqa: E402
 
@@ -112,7 +112,11 @@ def test_per_device_direction_tables_and_ratio_to_fastest(tmp_path) -> None:
     md = (tmp_path / "out" / "tables" / "synthetic-cpu-2c-00000000" / "cpu-forward.md").read_text()
     assert "| dtype | API | 4Ki | 64Ki | 1Mi |" in md
     fastest = next(l for l in md.splitlines() if "| torch:F.dropout |" in l)
-    assert fastest.count("1.00×") == 3  # torch:F.dropout is the fastest API at every size
+    assert fastest.count("· fastest |") == 3  # torch:F.dropout is the fastest API at every size, and marked
+    assert md.count("fastest |") == 3  # nobody else is marked
+    order = [l.split("|")[2].strip() for l in md.splitlines() if l.startswith("| float32 |")]
+    api_rows = [a for a in order if not a.startswith("baseline:")]
+    assert order[len(api_rows):] == [a for a in order if a.startswith("baseline:")]  # baselines last
     with open(tmp_path / "out" / "tables" / "synthetic-cpu-2c-00000000" / "cpu-forward.csv", newline="") as handle:
         rows = {r["api"]: r for r in csv.DictReader(handle)}
     n = 1 << 20
@@ -122,7 +126,11 @@ def test_per_device_direction_tables_and_ratio_to_fastest(tmp_path) -> None:
     # the markdown cell: GB/s, elements/s, ratio to fastest (numpy:reference 6/3 of torch's time at 1Mi)
     cell = next(l for l in md.splitlines() if "| numpy:reference |" in l).strip("|").split("|")[-1].strip()
     t = model_seconds(6.0, n)
-    assert cell == f"{2 * n * 4 / t / 1e9:.3g} GB/s, {n / t / 1e6:.3g} Mel/s · {t / model_seconds(3.0, n):.2f}×"
+    assert cell == (f"{format_time(t)} · {2 * n * 4 / t / 1e9:.3g} GB/s, {n / t / 1e6:.3g} Mel/s · "
+                    f"{t / model_seconds(3.0, n):.2f}×")
+    # rows fastest first at the largest size (from the CSV's own times, not the model)
+    largest = [float(rows[a][f"{n} median_s"]) for a in api_rows]
+    assert largest == sorted(largest) and len(set(largest)) > 2
 
 
 def test_machines_are_kept_apart(tmp_path) -> None:
@@ -255,3 +263,28 @@ def test_synthetic_fixture_matches_the_contract(tmp_path) -> None:
         assert set(info) >= {"backend", "api", "direction", "device", "dtype", "numel", "shape", "rate", "mode",
                               "threads", "versions", "bytes", "worker"}
         assert len(b["stats"]["data"]) == b["stats"]["rounds"]
+
+
+def test_summary_is_sorted_by_forward_time_marks_the_fastest_and_says_whose_baselines(tmp_path) -> None:
+    files = build_report([write_run(tmp_path / "r.json", synthetic_run(sizes=SIZES, noise=0.0))], tmp_path / "out",
+                         plots=False)
+    lines = [l for l in files.summary_md.read_text().splitlines() if l.startswith("| ") and not l.startswith("| API")]
+    forward = [c.strip() for c in (l.strip("|").split("|")[1] for l in lines)]
+    assert forward[0].endswith("(fastest)") and sum(c.endswith("(fastest)") for c in forward) == 1
+    units = {"ns": 1e-9, "µs": 1e-6, "ms": 1e-3, "s": 1.0}
+    seconds = [float(c.split()[0]) * units[c.split()[1]] for c in forward if c != "—"]
+    assert seconds == sorted(seconds)
+    assert "own worker process" in files.summary_md.read_text()
+
+
+def test_bench_terminal_summary_is_grouped_and_sorted_by_time() -> None:
+    from suite.commands.bench import summary_rows  # noqa: PLC0415 - the CLI module, only for this test
+
+    rows = summary_rows(synthetic_run(sizes=SIZES, noise=0.0))
+    groups: dict[tuple, list[float]] = {}
+    for api, mode, direction, size, dtype, device, micros, *_ in rows:
+        groups.setdefault((device, dtype, size, direction), []).append(float(micros))
+    assert len(groups) == 2 * len(SIZES)
+    assert all(times == sorted(times) and len(set(times)) > 1 for times in groups.values())
+    keys = [tuple(r[i] for i in (5, 4, 3, 2)) for r in rows]
+    assert keys == sorted(keys, key=lambda k: list(groups).index(k))  # each group in one block

@@ -60,11 +60,11 @@ class CaseSkip(Exception):
 
 
 # -- sizes ----------------------------------------------------------------------------------
-_POWER = re.compile(r"^\s*(\d+)\s*(?:\^|\*\*)\s*(\d+)\s*$")
+_POWER = re.compile(r"^\s*(\d+)\s*(?:\^|\*\*|p)\s*(\d+)\s*$")
 
 
 def parse_size(text: str) -> int:
-    """"2^16", "2**16" or "65536" -> 65536; ValueError naming the text otherwise."""
+    """"2^16", "2**16", "2p16" (the test-id form) or "65536" -> 65536; ValueError naming the text otherwise."""
     match = _POWER.match(text)
     try:
         value = int(match.group(1)) ** int(match.group(2)) if match else int(text.strip().replace("_", ""))
@@ -76,6 +76,15 @@ def parse_size(text: str) -> int:
 def size_label(numel: int) -> str:
     """2^k for powers of two, else the integer: the form used in ids and tables."""
     return f"2^{numel.bit_length() - 1}" if numel > 0 and numel & (numel - 1) == 0 else str(numel)
+
+
+def id_size_label(numel: int) -> str:
+    """The size in a test id: "2p16" (C's binary exponent, as in 0x1p16), else the integer.
+
+    pytest's ``-k`` accepts only letters, digits and ``:+-.[]\\/`` in a name, so "2^16" could not be
+    selected; "2p16" reads as a power of two, and no default size's label is part of another's.
+    """
+    return size_label(numel).replace("^", "p")
 
 
 def peak_bytes(numel: int, dtype: str) -> int:
@@ -197,7 +206,7 @@ class Case:
 
     @property
     def test_id(self) -> str:
-        return "-".join([self.api_id, self.direction, size_label(self.numel), self.dtype, self.device, self.mode])
+        return "-".join([self.api_id, self.direction, id_size_label(self.numel), self.dtype, self.device, self.mode])
 
 
 @dataclass(frozen=True)
@@ -214,7 +223,7 @@ class BaselineCase:
 
     @property
     def test_id(self) -> str:
-        return "-".join([self.api_id, size_label(self.numel), self.dtype, self.device, f"in-{self.worker}"])
+        return "-".join([self.api_id, id_size_label(self.numel), self.dtype, self.device, f"in-{self.worker}"])
 
 
 def plan_cases(plan: Plan, api_lists: Mapping[str, Sequence[str]], names: Mapping[str, str] | None = None,

@@ -7,6 +7,7 @@ from typing import Any
 
 from suite.commands.options import add_backend_options, positive_int, unit_interval, writable_path
 from suite.report import table
+from suite.runtime.loader import select
 
 NAME = "bench"
 HELP = "time forward and forward+backward of every API against copy and RNG baselines (pytest-benchmark)"
@@ -81,7 +82,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
 
     sizes = tuple(n for group in (args.sizes or []) for n in group)
     dtypes = tuple(d for group in (args.dtype or [["float32"]]) for d in group)
-    options = BenchOptions(backends=tuple(args.backend), apis=tuple(args.api), device=args.device, sizes=sizes,
+    options = BenchOptions(backends=tuple(select(args.backend, args.api)), apis=tuple(args.api), device=args.device, sizes=sizes,
                            dtypes=dtypes, threads=args.threads, quick=args.quick, timeout=args.timeout,
                            rate=args.rate, require_device=args.require_device, resume=args.resume,
                            bare_loop=args.bare_loop,
@@ -107,7 +108,7 @@ def summary_rows(payload: dict[str, Any]) -> list[list[Any]]:
         info = b["extra_info"]
         if info["backend"] == "baseline":
             base[(info["api"], info["worker"], info["numel"], info["dtype"], info["device"])] = b["stats"]["median"]
-    rows = []
+    rows, order = [], []
     for b in payload["benchmarks"]:
         info = b["extra_info"]
         if info["backend"] == "baseline":
@@ -115,11 +116,13 @@ def summary_rows(payload: dict[str, Any]) -> list[list[Any]]:
         t = throughput(b["stats"], info)
         key = (info["worker"], info["numel"], info["dtype"], info["device"])
         ratios = [base.get((f"baseline:{name}", *key)) for name in ("copy", "rng32")]
+        # groups (device, dtype, size, direction) in turn, fastest first within each
+        order.append((info["device"], info["dtype"], info["numel"], info["direction"], t["seconds"]))
         rows.append([info["api"], info["mode"], info["direction"], size_label(info["numel"]), info["dtype"],
                      info["device"], f"{t['seconds'] * 1e6:.1f}", f"{t['gb_per_s']:.2f}",
                      f"{t['elements_per_s'] / 1e6:.0f}",
                      *(f"{t['seconds'] / r:.1f}" if r else "-" for r in ratios)])
-    return rows
+    return [row for _, row in sorted(zip(order, rows), key=lambda pair: pair[0])]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -146,6 +149,8 @@ def run(args: argparse.Namespace) -> int:
     if rows:
         print(table.render(["api", "mode", "direction", "size", "dtype", "device", "median µs", "GB/s", "Melem/s", "x copy",
                             "x rng32"], rows))
+        print("sorted by time within each device, dtype, size and direction; x copy / x rng32: time ÷ the "
+              "baseline timed in the same worker process as the row (each worker times its own)")
         print()
     from suite.bench.cases import OVERHEAD_HEADERS, harness_overhead  # noqa: PLC0415
 

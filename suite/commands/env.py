@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from suite.commands.options import positive_float
+from suite.commands.options import positive_float, positive_int
 from suite.report import table
-from suite.runtime.loader import load_for_worker, resolve
+from suite.runtime.loader import BackendRef, load_for_worker, resolve
 from suite.runtime.machine import machine_facts, machine_id
 from suite.runtime.worker import Task, run_task
 
@@ -20,9 +22,12 @@ HELP = "show the machine id and which backends are installed, their versions and
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend", action="append", default=[], metavar="NAME|module:attr")
+    parser.add_argument("--backend", action="append", default=[], metavar="NAME|module:attr",
+                        help="backends to show (repeatable); default: every known backend")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--timeout", type=positive_float, default=120.0, metavar="S")
+    parser.add_argument("--timeout", type=positive_float, default=120.0, metavar="S", help="per-worker timeout in seconds")
+    parser.add_argument("--jobs", type=positive_int, default=None, metavar="N",
+                        help="workers started at once (default: the number of CPUs, at least 2)")
     actions = parser.add_subparsers(dest="action", metavar="{create,list}", parser_class=type(parser))
     create = actions.add_parser("create", help="build a worker environment (a virtual environment outside the "
                                                "repository, $DROPBENCH_ENV_DIR or ~/.cache/dropbench/envs)")
@@ -41,24 +46,34 @@ def worker_task(task: Task) -> dict[str, Any]:
     return payload
 
 
-def collect(names: list[str], timeout: float) -> dict[str, Any]:
-    from suite.runtime.environments import declaration
+def _row(ref: BackendRef, timeout: float) -> dict[str, Any]:
+    from suite.runtime.environments import declaration  # noqa: PLC0415 - reads environments.toml only here
 
-    rows = []
-    for ref in resolve(names):
-        result = run_task(Task("env", ref.ref, name=ref.name), timeout=timeout)
-        if result.status == "unavailable":
-            row = {"backend": ref.name, "available": False, "reason": result.detail}
-        elif result.payload is None:
-            row = {"backend": ref.name, "available": False, "reason": f"{result.status}: {result.detail}"}
-        else:
-            row = dict(result.payload)
-            if row.get("backend") != ref.name:  # keras3-jax, keras3-torch, ...: one backend name, several workers
-                row["backend"] = f"{row.get('backend')} ({ref.name})"
-        row["environment"] = declaration(ref.ref)[0] or "main"
-        rows.append(row)
+    result = run_task(Task("env", ref.ref, name=ref.name), timeout=timeout)
+    if result.status == "unavailable":
+        row = {"backend": ref.name, "available": False, "reason": result.detail}
+    elif result.payload is None:
+        row = {"backend": ref.name, "available": False, "reason": f"{result.status}: {result.detail}"}
+    else:
+        row = dict(result.payload)
+        if row.get("backend") != ref.name:  # keras3-jax, keras3-torch, ...: one backend name, several workers
+            row["backend"] = f"{row.get('backend')} ({ref.name})"
+    row["environment"] = declaration(ref.ref)[0] or "main"
+    return row
+
+
+def collect(names: list[str], timeout: float, jobs: int | None = None) -> dict[str, Any]:
+    """One worker per backend, ``jobs`` at a time: each worker mostly waits on its framework's import,
+    so running them side by side takes the time of the slowest few, not the sum (rows keep their order)."""
+    refs = resolve(names)
+    with ThreadPoolExecutor(max_workers=max(1, jobs or default_jobs())) as pool:
+        rows = list(pool.map(lambda ref: _row(ref, timeout), refs))
     facts = machine_facts()
     return {"machine_id": machine_id(facts), "machine_facts": facts, "backends": rows}
+
+
+def default_jobs() -> int:
+    return max(2, os.cpu_count() or 1)
 
 
 def _create(args: argparse.Namespace) -> int:
@@ -94,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         return _create(args)
     if args.action == "list":
         return _list(args)
-    info = collect(args.backend, args.timeout)
+    info = collect(args.backend, args.timeout, args.jobs)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0

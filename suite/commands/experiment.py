@@ -2,23 +2,24 @@
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
-from suite.commands.options import positive_int
+from suite.commands.options import DefaultsFormatter, positive_int
 from suite.report import table
 from suite.runtime.loader import UsageError
 
 NAME = "experiment"
 HELP = "measure dropout's theory: ensemble vs. weight scaling, and the textbook MLP in every framework"
-DEFAULT_OUT = "results/experiments"
+COMMITTED_OUT = "results/experiments"  # the committed results; written only when named with --out
 # (epochs, seeds): digits has 1348 training images (6 batches of 256 per epoch) and trains in ~1 minute
 # for all four frameworks; Fashion-MNIST has 235 batches per epoch, so fewer epochs and seeds by default.
 DIGITS_DEFAULTS = (30, 16)
-IDX_DEFAULTS = (10, 5)
+IDX_DEFAULTS = (10, 7)  # 7 seeds: the fewest that give 4 frameworks a dropout-on verdict (parity.min_seeds)
 
 
 # -- argument types (all checked before any work or framework import) ------------------------------
@@ -79,27 +80,52 @@ def _framework(text: str) -> str:
     raise argparse.ArgumentTypeError(f"unknown framework {text!r}; choose from {', '.join(FRAMEWORKS)} or give a module path")
 
 
+OUT_HELP = ("output folder (default: a new results/<machine-id>/<timestamp>-{kind}/, so committed results are never "
+            f"overwritten; give --out {COMMITTED_OUT} to rewrite the committed ones on purpose)")
+
+
+def fresh_out_dir(kind: str) -> Path:
+    """A new folder for one experiment run, like `dropbench run`'s: results/<machine-id>/<timestamp>-<kind>/."""
+    from suite.runtime.machine import machine_id  # noqa: PLC0415 - reads /proc, only when no --out is given
+
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    base = Path("results") / machine_id()
+    for n in range(1, 1000):  # two runs within one second get -2, -3, ...: never into an existing folder
+        target = base / (f"{stamp}-{kind}" if n == 1 else f"{stamp}-{kind}-{n}")
+        try:
+            target.mkdir(parents=True, exist_ok=False)
+            return target
+        except FileExistsError:
+            continue
+    raise UsageError(f"cannot find a fresh folder under {base}; give --out")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="experiment", required=True, metavar="{ensemble,train}")
-    ens = sub.add_parser("ensemble", help="exact mean over all 2^n masks vs. Monte Carlo vs. the weight-scaling rule",
+    ens = sub.add_parser("ensemble", formatter_class=DefaultsFormatter,
+                         help="exact mean over all 2^n masks vs. Monte Carlo vs. the weight-scaling rule",
                          description="exact mean over all 2^n masks vs. Monte Carlo vs. the weight-scaling rule")
-    ens.add_argument("--activations", type=_activations, default="linear,relu,sigmoid,tanh", metavar="LIST")
+    ens.add_argument("--activations", type=_activations, default="linear,relu,sigmoid,tanh", metavar="LIST",
+                     help="activations of the small networks (comma-separated)")
     ens.add_argument("--widths", type=_number_list(int, 1, 16), default="2,4,8,12,16", metavar="LIST",
                      help="units in the dropped layer (all 2^n masks are enumerated; n <= 16)")
     ens.add_argument("--rates", type=_number_list(float, 0.0, 1.0, closed_high=False), default="0.1,0.2,0.3,0.5,0.7,0.8,0.9",
-                     metavar="LIST")
+                     metavar="LIST", help="dropout rates of the weight-scaling gap table, each in [0, 1)")
     ens.add_argument("--nets", type=positive_int, default=30, help="random networks per (activation, width, rate)")
-    ens.add_argument("--mc-width", type=_number_list(int, 1, 16, count=1), default="12", metavar="N")
-    ens.add_argument("--mc-rate", type=_number_list(float, 0.0, 1.0, closed_high=False, count=1), default="0.5", metavar="P")
+    ens.add_argument("--mc-width", type=_number_list(int, 1, 16, count=1), default="12", metavar="N",
+                     help="dropped units of the Monte Carlo comparison's networks")
+    ens.add_argument("--mc-rate", type=_number_list(float, 0.0, 1.0, closed_high=False, count=1), default="0.5", metavar="P",
+                     help="dropout rate of the Monte Carlo comparison, in (0, 1)")
     ens.add_argument("--ks", type=_number_list(int, 1, 1 << 20), default="1,2,4,8,16,32,64,128,256,512,1024,2048,4096",
-                     metavar="LIST", help="Monte Carlo sample sizes")
-    ens.add_argument("--mc-nets", type=positive_int, default=10)
+                     metavar="LIST", help="Monte Carlo sample sizes (masks averaged)")
+    ens.add_argument("--mc-nets", type=positive_int, default=10, help="random networks of the Monte Carlo comparison")
     ens.add_argument("--repeats", type=positive_int, default=200, help="Monte Carlo repeats per K and network")
-    ens.add_argument("--seed", type=int, default=0)
-    ens.add_argument("--out", type=_out_dir, default=DEFAULT_OUT, metavar="DIR")
-    ens.add_argument("--no-plot", action="store_true")
+    ens.add_argument("--seed", type=int, default=0, help="seed of the random networks (the Monte Carlo part uses seed+1)")
+    ens.add_argument("--out", type=_out_dir, default=None, metavar="DIR", help=OUT_HELP.format(kind="ensemble"))
+    ens.add_argument("--no-plot", action="store_true", help="write tables and JSON only, no PNG")
 
-    tr = sub.add_parser("train", help="the textbook dropout MLP in every framework, same weights and batches",
+    tr = sub.add_parser("train", formatter_class=DefaultsFormatter,
+                        help="the textbook dropout MLP in every framework, same weights and batches",
                         description="the textbook dropout MLP in every framework, same weights and batches")
     tr.add_argument("--framework", type=_framework, action="append", default=[], metavar="NAME",
                     help="a built-in backend that declares mlp_module, or a module path (repeatable; default: all)")
@@ -111,15 +137,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     help=f"dropout-on runs per framework; default {DIGITS_DEFAULTS[1]} on digits, {IDX_DEFAULTS[1]} with --data-dir")
     tr.add_argument("--rates", type=_number_list(float, 0.0, 1.0, closed_high=False, count=2), default="0.2,0.5",
                     metavar="P1,P2", help="dropout after hidden layer 1 and 2")
-    tr.add_argument("--hidden", type=_number_list(int, 1, 1 << 16, count=2), default="256,256", metavar="H1,H2")
-    tr.add_argument("--lr", type=_number_list(float, 0.0, 100.0, count=1), default="0.5", metavar="LR")
-    tr.add_argument("--batch-size", type=positive_int, default=256)
+    tr.add_argument("--hidden", type=_number_list(int, 1, 1 << 16, count=2), default="256,256", metavar="H1,H2",
+                    help="units of the two hidden layers")
+    tr.add_argument("--lr", type=_number_list(float, 0.0, 100.0, count=1), default="0.5", metavar="LR",
+                    help="SGD learning rate")
+    tr.add_argument("--batch-size", type=positive_int, default=256, help="SGD minibatch size")
     tr.add_argument("--timeout", type=_number_list(float, 1.0, 1e6, count=1), default="1800", metavar="S",
                     help="per-framework worker timeout")
     tr.add_argument("--parallel", type=positive_int, default=1, help="frameworks trained at once (timings assume 1)")
     tr.add_argument("--check", action="store_true", help="exit 1 when a parity check fails")
-    tr.add_argument("--out", type=_out_dir, default=DEFAULT_OUT, metavar="DIR")
-    tr.add_argument("--no-plot", action="store_true")
+    tr.add_argument("--out", type=_out_dir, default=None, metavar="DIR", help=OUT_HELP.format(kind="train"))
+    tr.add_argument("--no-plot", action="store_true", help="write tables and JSON only, no PNG")
 
 
 def _load() -> float | None:
@@ -157,7 +185,7 @@ def _run_ensemble(args: argparse.Namespace) -> int:
         headers, body = gap_table(gaps, mid, scheme)
         print(f"\n{scheme}: median |rule - exact| / sd at n={mid}")
         print(table.render(headers, body))
-    for path in write_ensemble(args.out, payload, plot=not args.no_plot):
+    for path in write_ensemble(args.out or fresh_out_dir("ensemble"), payload, plot=not args.no_plot):
         print(f"wrote {path}")
     return 0
 
@@ -165,7 +193,8 @@ def _run_ensemble(args: argparse.Namespace) -> int:
 def _run_train(args: argparse.Namespace) -> int:
     from suite.experiments.data import DatasetError, load_dataset
     from suite.experiments.outputs import write_train
-    from suite.experiments.train import SUMMARY_HEADERS, TrainSettings, frameworks, run_training, summary_rows
+    from suite.experiments.parity import min_seeds
+    from suite.experiments.train import SUMMARY_HEADERS, TrainSettings, frameworks, run_training, summary_rows, underpowered_reason
     from suite.runtime.machine import machine_facts, machine_id
 
     try:
@@ -179,6 +208,10 @@ def _run_train(args: argparse.Namespace) -> int:
     d = dataset.describe()
     print(f"train: {d['name']} ({d['n_train']} train / {d['n_test']} test), {', '.join(frameworks)}; "
           f"{settings.epochs} epochs, {settings.seeds} seeds x (dropout off, dropout on)", flush=True)
+    if len(frameworks) >= 2 and settings.seeds < min_seeds(len(frameworks)):
+        reason = underpowered_reason(len(frameworks), settings.seeds, min_seeds(len(frameworks)))
+        print(f"note: no dropout-on verdict will be given: {reason}",
+              flush=True)
     t0, load_before = time.perf_counter(), _load()
     report = run_training(dataset, settings, frameworks, timeout=args.timeout[0], parallel=args.parallel)
     facts = machine_facts()
@@ -203,10 +236,11 @@ def _run_train(args: argparse.Namespace) -> int:
     if on.get("checked"):
         failed |= not on["passed"]
         print(f"dropout on: F={on['f']:.3g} (critical {on['f_critical']:.3g} at alpha {on['alpha']:g}), "
-              f"band ±{on['band']:.4f}: {'PASS' if on['passed'] else 'FAIL'}")
+              f"band ±{on['band']:.4f} (power {on['power']:.3g} for one framework off by {on['effect_sd']:g} residual sds): "
+              f"{'PASS' if on['passed'] else 'FAIL'}")
     else:
         print(f"dropout on: not checked ({on.get('reason')})")
-    for path in write_train(args.out, payload, SUMMARY_HEADERS, summary, plot=not args.no_plot):
+    for path in write_train(args.out or fresh_out_dir("train"), payload, SUMMARY_HEADERS, summary, plot=not args.no_plot):
         print(f"wrote {path}")
     return 1 if (failed and args.check) else 0
 

@@ -8,6 +8,18 @@ from pathlib import Path
 from suite.runtime.loader import UsageError, validate_apis  # noqa: F401 - re-exported for the subcommands
 
 
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Help that shows each option's default, except where there is none to show (None, False, [])."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("%(default)" in text or "default" in text.lower() or default is None or default is False
+                or default == [] or default is argparse.SUPPRESS or not action.option_strings):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def _number(text: str) -> float:
     try:
         return float(text)
@@ -59,5 +71,6 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
     """--backend/--api/--timeout, the same for every command that runs backends."""
     parser.add_argument("--backend", action="append", default=[], metavar="NAME|module:attr",
                         help="backend to run (repeatable); default: every known backend")
-    parser.add_argument("--api", action="append", default=[], metavar="BACKEND:API", help="only these API ids (repeatable)")
+    parser.add_argument("--api", action="append", default=[], metavar="BACKEND:API",
+                        help="only these API ids (repeatable); without --backend, only their backends start")
     parser.add_argument("--timeout", type=positive_float, default=600.0, metavar="S", help="per-worker timeout in seconds")

@@ -9,7 +9,7 @@ from pathlib import Path
 from suite.commands.options import add_backend_options, positive_float, validate_apis, writable_path
 from suite.report import table
 from suite.runtime.jsonio import atomic_write_json, atomic_write_text, read_result
-from suite.runtime.loader import UsageError, resolve
+from suite.runtime.loader import UsageError, resolve, select
 
 NAME = "probe"
 HELP = "run edge cases (rate 0/1/NaN, int, empty, fp16, eval, ...) and conventions through every API; record what happens"
@@ -62,20 +62,35 @@ def _check_args(args: argparse.Namespace) -> None:
         check_markers(args.readme)
 
 
-def _print_summary(payload: dict) -> None:
-    from suite.probe.cases import cell_label
+DEPARTS = "DEPARTS"  # marks an observed cell that the spec does not allow (the matrix lists the same cells)
 
-    grouped: OrderedDict[str, OrderedDict[str, list[str]]] = OrderedDict()
+
+def summary_rows(payload: dict) -> list[list[str]]:
+    """Per case and observed outcome: the spec's outcome, whether it departs from it, and the APIs."""
+    from suite.probe.cases import cell_label, departs  # noqa: PLC0415 - probe cases load only when printing
+
+    grouped: OrderedDict[str, OrderedDict[str, list[dict]]] = OrderedDict()
     for r in payload["records"]:
-        grouped.setdefault(r["case"], OrderedDict()).setdefault(cell_label(r), []).append(r["api"])
-    if not grouped:
-        print("no records")
-        return
+        grouped.setdefault(r["case"], OrderedDict()).setdefault(cell_label(r), []).append(r)
     rows = []
     for case, labels in grouped.items():
-        for i, (label, apis) in enumerate(labels.items()):
-            rows.append([case if i == 0 else "", label, ", ".join(apis) if len(labels) > 1 else f"all {len(apis)} APIs"])
-    print(table.render(["case", "observed", "APIs"], rows, max_width=200))
+        spec = next((r.get("expected") for group in labels.values() for r in group if r.get("expected")), None)
+        for i, (label, records) in enumerate(labels.items()):
+            apis = [r["api"] for r in records]
+            mark = DEPARTS if any(departs(r) for r in records) else ""
+            rows.append([case if i == 0 else "", (spec or "(silent)") if i == 0 else "", label, mark,
+                         ", ".join(apis) if len(labels) > 1 else f"all {len(apis)} APIs"])
+    return rows
+
+
+def _print_summary(payload: dict) -> None:
+    rows = summary_rows(payload)
+    if not rows:
+        print("no records")
+        return
+    print(table.render(["case", "spec", "observed", "", "APIs"], rows, max_width=200))
+    print(f"\n{DEPARTS}: the observed outcome is not what the spec prescribes; (silent): the spec prescribes "
+          "nothing, the APIs only split. Reasons and upstream links: matrix.md and the README.")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         from suite.probe.runner import run_probe
 
-        refs = resolve(args.backend)
+        refs = resolve(select(args.backend, args.api))  # an API id implies its backend
         apis = validate_apis(refs, args.api)
         report = run_probe(refs, apis, args.case or None, seed=args.seed, timeout=args.timeout,
                            case_timeout=args.case_timeout, device=args.device)

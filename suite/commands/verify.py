@@ -6,7 +6,7 @@ import argparse
 from suite.commands.options import add_backend_options, validate_apis, writable_path
 from suite.report import table
 from suite.runtime.jsonio import atomic_write_json
-from suite.runtime.loader import resolve
+from suite.runtime.loader import resolve, select
 
 NAME = "verify"
 HELP = "check every API of every installed backend against the spec"
@@ -21,9 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from suite.verify.runner import run_verify, summary_rows
 
-    refs = resolve(args.backend)
+    refs = resolve(select(args.backend, args.api))  # an API id implies its backend: only its worker starts
     apis = validate_apis(refs, args.api)
-    report = run_verify(refs, apis, timeout=args.timeout, required=bool(args.backend))
+    report = run_verify(refs, apis, timeout=args.timeout, required=bool(args.backend or args.api))
     for b in report.backends:
         if b["status"] != "ok":
             print(f"{b['backend']}: {b['status']} — {b['reason']}")

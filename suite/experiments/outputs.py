@@ -136,7 +136,9 @@ def train_markdown(report: dict[str, Any], summary_headers: list[str], summary: 
                 f"\nF = {par_on['f']:.3g} on ({par_on['df_frameworks']}, {par_on['df_residual']}) df, p = {par_on['p_value']:.3g}; "
                 f"critical F at false-fail probability {par_on['alpha']:g} = {par_on['f_critical']:.3g}; residual sd "
                 f"{par_on['residual_sd']:.4f}, so one framework's mean may differ from the others' by up to "
-                f"{par_on['band']:.4f} before the check fails: {'PASS' if par_on['passed'] else 'FAIL'}.\n"]
+                f"{par_on['band']:.4f} before the check fails: {'PASS' if par_on['passed'] else 'FAIL'}."
+                + (f" Power {par_on['power']:.3g} to catch one framework off by {par_on['effect_sd']:g} residual sds"
+                   f" (a verdict needs >= {par_on['min_seeds']} seeds).\n" if "power" in par_on else "\n")]
     else:
         out.append(f"\nDropout-on parity not checked: {par_on.get('reason')}\n")
     return "".join(out)

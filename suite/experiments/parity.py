@@ -127,3 +127,47 @@ def block_anova(acc: np.ndarray, frameworks: list[str], alpha: float = ALPHA) ->
     return AnovaResult(frameworks, [float(m) for m in fw_means], [float(v) for v in acc.std(axis=1, ddof=1)],
                        float(f), df1, df2, float(p), float(crit), alpha, math.sqrt(ms_res),
                        math.sqrt(crit * k * ms_res / s), bool(f <= crit))
+
+
+# The dropout-on check must be able to fail: a verdict is given only with enough seeds that one
+# framework whose mean final accuracy is off by EFFECT_SD residual standard deviations (run-to-run
+# dropout noise, e.g. 5 x 0.01 accuracy on digits) fails the check with probability >= POWER.
+POWER = 0.9
+EFFECT_SD = 5.0
+
+
+def noncentral_f_sf(f: float, d1: float, d2: float, nc: float) -> float:
+    """P(F' > f) for a noncentral F(d1, d2, nc): Poisson(nc/2) mixture of regularized betas."""
+    if f <= 0:
+        return 1.0
+    x = d1 * f / (d1 * f + d2)
+    half = nc / 2.0
+    weight, cdf, j = math.exp(-half), 0.0, 0
+    while True:
+        cdf += weight * betainc(d1 / 2.0 + j, d2 / 2.0, x)
+        j += 1
+        weight *= half / j
+        if j > half + 60 and weight < 1e-17:
+            return max(0.0, 1.0 - cdf)
+
+
+def power_one_off(k: int, seeds: int, effect_sd: float = EFFECT_SD, alpha: float = ALPHA) -> float:
+    """Probability that block_anova fails when one of k frameworks is off by effect_sd residual SDs.
+
+    Framework effects are delta(k-1)/k once and -delta/k (k-1) times, so the noncentrality is
+    S * delta^2 (k-1) / (k sigma^2).
+    """
+    if k < 2 or seeds < 2:
+        return 0.0
+    d1, d2 = k - 1, (k - 1) * (seeds - 1)
+    return noncentral_f_sf(f_critical(alpha, d1, d2), d1, d2, seeds * effect_sd ** 2 * (k - 1) / k)
+
+
+def min_seeds(k: int, power: float = POWER, effect_sd: float = EFFECT_SD, alpha: float = ALPHA) -> int:
+    """The fewest seeds at which power_one_off reaches ``power`` (k >= 2 frameworks)."""
+    if k < 2:
+        raise ValueError(f"need >= 2 frameworks, got {k}")
+    seeds = 2
+    while power_one_off(k, seeds, effect_sd, alpha) < power:
+        seeds += 1
+    return seeds

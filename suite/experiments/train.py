@@ -18,7 +18,7 @@ import numpy as np
 
 from suite.experiments.data import Dataset
 from suite.experiments.mlp_common import Problem, RunSpec, dropout_probe, train_run
-from suite.experiments.parity import block_anova, loss_spread
+from suite.experiments.parity import EFFECT_SD, POWER, block_anova, loss_spread, min_seeds, power_one_off
 
 
 def frameworks() -> dict[str, str]:
@@ -173,7 +173,15 @@ class TrainReport:
         names, acc = self.final_accuracies()
         if len(names) < 2 or acc.shape[1] < 2:
             return {"frameworks": names, "checked": False, "reason": "need two frameworks with >= 2 dropout-on seeds"}
-        return {"checked": True, **block_anova(acc, names).to_dict(), "final_acc": acc.tolist()}
+        k, seeds = acc.shape
+        needed = min_seeds(k)
+        if seeds < needed:
+            # an F test this weak passes almost anything (2 seeds: band of thousands): no verdict
+            return {"frameworks": names, "checked": False, "seeds": seeds, "min_seeds": needed,
+                    "power": power_one_off(k, seeds), "final_acc": acc.tolist(),
+                    "reason": underpowered_reason(k, seeds, needed)}
+        return {"checked": True, **block_anova(acc, names).to_dict(), "final_acc": acc.tolist(),
+                "power": power_one_off(k, seeds), "min_seeds": needed, "effect_sd": EFFECT_SD}
 
     def to_json(self) -> dict[str, Any]:
         return {"schema": 1, "kind": "experiment-train", "dataset": self.dataset, "settings": self.settings,
@@ -259,3 +267,10 @@ def summary_rows(report: TrainReport) -> list[list[str]]:
 
 SUMMARY_HEADERS = ["framework", "status", "test acc, dropout off", "test acc, dropout on", "on − off (paired by seed)",
                    "ms / epoch (median)", "notes"]
+
+
+def underpowered_reason(k: int, seeds: int, needed: int) -> str:
+    """Why the dropout-on check gives no verdict, and what gives one."""
+    return (f"{seeds} seeds for {k} frameworks give power {power_one_off(k, seeds):.2g} to catch one framework off by "
+            f"{EFFECT_SD:g} run-to-run SDs at false-fail probability 1e-6; a verdict needs >= {needed} seeds "
+            f"(power >= {POWER:g}): rerun with --seeds {needed}")

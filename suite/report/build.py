@@ -150,7 +150,7 @@ class Table:
         head = "".join(f"<th>{html.escape(h)}</th>" for h in self.headers)
         body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in self.rows)
         return (f"<h3>{html.escape(self.title)}</h3>\n<p class='caption'>{html.escape(self.caption)}</p>\n"
-                f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>\n")
+                f"<div class='wide'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>\n")
 
 
 # ------------------------------------------------------------------------------------ the frame
@@ -271,20 +271,32 @@ def display_frame(df: "pd.DataFrame") -> "pd.DataFrame":
 def format_rate(per_second: float) -> str:
     """Elements per second with an SI prefix: 6.65e8 -> '665 Mel/s'."""
     for prefix, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if per_second >= scale:
-            return f"{per_second / scale:.3g} {prefix}el/s"
+        if float(f"{per_second:.3g}") >= scale:  # 999.7e6 rounds to 1e9: "1 Gel/s", not "1e+03 Mel/s"
+            return f"{float(f'{per_second:.3g}') / scale:g} {prefix}el/s"
     return f"{per_second:.3g} el/s"
+
+
+FASTEST = "fastest"  # the mark on the fastest dropout API of a table's group (baselines never count)
 
 
 def _throughput_cell(row: Any) -> str:
     rate = format_rate(row.elems_per_s)
     speed = f"{row.gbps:.3g} GB/s, {rate}" if math.isfinite(row.gbps) else rate
-    return f"{speed} · {format_ratio(row.x_fastest)}"
+    ratio = FASTEST if not row.is_baseline and row.x_fastest == 1.0 else format_ratio(row.x_fastest)
+    return f"{format_time(row.median_s)} · {speed} · {ratio}"
 
 
 def _sorted_labels(sub: "pd.DataFrame") -> list[str]:
-    firsts = sub.drop_duplicates("label")
-    return list(firsts.sort_values(["is_baseline", "label"])["label"])
+    """Dropout APIs fastest first (median time at the largest size they all measured, then the largest each
+    measured), then the baselines; ties and APIs missing that size keep name order."""
+    apis = sub[~sub["is_baseline"]]
+    at = int(max(set.intersection(*[set(g["numel"]) for _, g in apis.groupby("label")]) or {0})) if not apis.empty else 0
+    order = []
+    for label, g in sub.groupby("label", sort=True):
+        hit = g[g["numel"] == at] if at else g.iloc[0:0]
+        pick = hit if not hit.empty else g[g["numel"] == g["numel"].max()]
+        order.append((bool(g["is_baseline"].iloc[0]), hit.empty, float(pick["median_s"].min()), label))
+    return [label for *_, label in sorted(order)]
 
 
 def _baseline_caption(sub: "pd.DataFrame") -> str:
@@ -326,8 +338,9 @@ def throughput_tables(df: "pd.DataFrame", disp: "pd.DataFrame", out_dir: Path) -
                 rows.append(row)
                 csv_rows.append(csv_row)
         workers = sub[sub["is_baseline"]]["workers"]
-        caption = (f"{TIME_NOTE}. Cell: GB/s of useful traffic (extra_info.bytes / time), elements/s · time ÷ time "
-                   f"of the fastest dropout API at that size and dtype (baselines not counted as fastest).")
+        caption = (f"{TIME_NOTE}. Cell: time · GB/s of useful traffic (extra_info.bytes / time), elements/s · time ÷ "
+                   f"time of the fastest dropout API at that size and dtype, marked \"{FASTEST}\" (baselines not counted). "
+                   "Rows: fastest first at the largest size, baselines last.")
         if not workers.empty:
             caption += f" Baseline rows: median over the {int(workers.max())} worker process(es) that timed them."
         table = Table(f"{machine} · {device} · {DIRECTION_TITLE[direction]}", caption,
@@ -379,16 +392,37 @@ def _largest_common_size(sub: "pd.DataFrame") -> tuple[int, bool]:
     return int(sub["numel"].max()), False
 
 
-def summary_tables(disp: "pd.DataFrame") -> list[Table]:
-    """Per machine x device x dtype at the largest common size: forward and forward+backward time and ratios."""
+def _baseline_spread(raw: "pd.DataFrame | None", at: "pd.DataFrame", machine: str, device: str, dtype: str,
+                     numel: int) -> str:
+    """'baseline:copy 455 µs–531 µs over 9 workers (median 486 µs)': each row divides by its own worker's."""
+    base = at[at["is_baseline"]]
+    parts = []
+    for r in base.itertuples():
+        times = ([] if raw is None else
+                 raw[(raw["machine"] == machine) & (raw["device"] == device) & (raw["dtype"] == dtype)
+                     & (raw["numel"] == numel) & (raw["label"] == r.label)]["median_s"].tolist())
+        if len(times) > 1:
+            parts.append(f"{r.label} {format_time(min(times))}–{format_time(max(times))} over {len(times)} workers "
+                         f"(median {format_time(r.median_s)})")
+        else:
+            parts.append(f"{r.label} {format_time(r.median_s)}")
+    return ", ".join(parts)
+
+
+def summary_tables(disp: "pd.DataFrame", raw: "pd.DataFrame | None" = None) -> list[Table]:
+    """Per machine x device x dtype at the largest common size: forward and forward+backward time and ratios,
+    fastest forward first; the fastest API of each direction is marked."""
     tables = []
     for (machine, device, dtype), sub in disp.groupby(["machine", "device", "dtype"], sort=True):
         if sub[~sub["is_baseline"]].empty:
             continue
         numel, common = _largest_common_size(sub)
         at = sub[sub["numel"] == numel]
+        apis = at[~at["is_baseline"]]
+        best = {d: apis[apis["direction"] == d]["median_s"].min() for d in DIRECTIONS}
         rows = []
-        for label in _sorted_labels(at[~at["is_baseline"]]):
+        for label in _sorted_labels(apis[apis["direction"] == "forward"]) + sorted(
+                set(apis["label"]) - set(apis[apis["direction"] == "forward"]["label"])):
             row = [label]
             for direction in DIRECTIONS:
                 hit = at[(at["label"] == label) & (at["direction"] == direction)]
@@ -396,13 +430,14 @@ def summary_tables(disp: "pd.DataFrame") -> list[Table]:
                     row += ["—", "—", "—"]
                 else:
                     r = hit.iloc[0]
-                    row += [format_time(r.median_s), format_ratio(r.x_copy), format_ratio(r.x_rng32)]
+                    mark = f" ({FASTEST})" if r.median_s == best[direction] else ""
+                    row += [format_time(r.median_s) + mark, format_ratio(r.x_copy), format_ratio(r.x_rng32)]
             rows.append(row)
-        base = at[at["is_baseline"]]
-        refs = ", ".join(f"{r.label} {format_time(r.median_s)}" for r in base.itertuples())
+        refs = _baseline_spread(raw, at, machine, device, dtype, numel)
         caption = (f"n = {numel:,} elements ({size_label(numel)})"
-                   + ("" if common else " — not every API measured this size") + f"; {TIME_NOTE}"
-                   + (f"; baselines (median over workers): {refs}" if refs else "; no baselines timed") + ".")
+                   + ("" if common else " — not every API measured this size") + f"; {TIME_NOTE}; sorted by forward time"
+                   + (f". × copy / × rng32 divide each row's time by the baselines timed in that row's own worker "
+                      f"process, which vary: {refs}" if refs else "; no baselines timed") + ".")
         tables.append(Table(f"{machine} · {device} · {dtype}", caption,
                             ["API", "forward", "× copy", "× rng32", "fwd+bwd", "× copy", "× rng32"], rows))
     return tables
@@ -537,7 +572,10 @@ def _html_page(runs: Sequence[Run], sections: list[tuple[str, list[Table]]], plo
     style = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}"
              "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;"
              "text-align:right;font-variant-numeric:tabular-nums}td:first-child,td:nth-child(2),th{text-align:left}"
-             "th{background:#f0f0f0}.caption{color:#444;max-width:1100px}img{max-width:100%;border:1px solid #ddd}")
+             "th{background:#f0f0f0}.caption{color:#444;max-width:1100px}img{max-width:100%;border:1px solid #ddd}"
+             # one line per cell (a "time · GB/s, el/s · ratio" cell wrapped into four lines was unreadable); a table
+             # wider than the window then scrolls inside its own box instead of widening the page
+             "td{white-space:nowrap}.wide{max-width:100%;overflow-x:auto}")
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>dropbench report</title><style>{style}</style>"
              "</head><body><h1>dropbench report</h1>",
              f"<p>{html.escape(TIME_NOTE)}. Inputs: {html.escape(', '.join(str(r.path) for r in runs))}.</p>"]
@@ -573,7 +611,7 @@ def build_report(paths: Sequence[Path | str], out_dir: Path | str, *, plots: boo
     else:
         atomic_write_text(files.results_csv, df.to_csv(index=False))
         disp = display_frame(df)
-        summary = summary_tables(disp)
+        summary = summary_tables(disp, df)
         bw_tables = bandwidth.bandwidth_tables(disp, _largest_common_size, Table)
         base_tables, base_files = baseline_tables(df, disp, out)
         tp_tables, tp_files = throughput_tables(df, disp, out)

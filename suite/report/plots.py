@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -46,19 +46,44 @@ def _api_styles(labels: list[str]) -> dict[str, tuple[object, str, str]]:
     return {label: (*base_style[label.split(" [", 1)[0]], "-." if " [" in label else "-") for label in labels}
 
 
+MAX_LINES = 8  # lines per panel, baselines included: beyond that colours repeat and lines cannot be told apart
+
+
+def panels(apis: "pd.DataFrame", n_baselines: int) -> list[tuple[str, list[str]]]:
+    """(panel title, API labels) per panel: one per backend; a backend with more lines than fit (TensorFlow's
+    eager and tf.function modes: 12) is split into its eager and compiled modes, then into chunks."""
+    room = max(1, MAX_LINES - n_baselines)
+    out: list[tuple[str, list[str]]] = []
+    for backend in sorted(apis["backend"].unique()):
+        labels = sorted(apis[apis["backend"] == backend]["label"].unique())
+        if len(labels) <= room:
+            out.append((backend, labels))
+            continue
+        modes: dict[str, list[str]] = {}
+        for label in labels:
+            modes.setdefault(label.split(" [", 1)[1].rstrip("]") if " [" in label else "eager", []).append(label)
+        for mode, members in sorted(modes.items(), key=lambda kv: (kv[0] != "eager", kv[0])):
+            chunks = [members[i:i + room] for i in range(0, len(members), room)]
+            for i, chunk in enumerate(chunks):
+                out.append((f"{backend} · {mode}" + (f" ({i + 1}/{len(chunks)})" if len(chunks) > 1 else ""), chunk))
+    return out
+
+
 def throughput_plot(sub: "pd.DataFrame", path: Path, *, title: str) -> Path:
-    """Throughput vs size, one line per API, log-log; one panel per backend (shared axes) so two dozen
-    APIs stay readable, the baselines drawn in every panel. GB/s when bytes are known, else elements/s."""
+    """Throughput vs size, one line per API, log-log; one panel per backend (shared axes; split by mode
+    where a backend has more than MAX_LINES lines with the baselines), the baselines drawn in every panel,
+    ticks and markers only at the measured sizes. GB/s when bytes are known, else elements/s."""
     use_gbps = bool(sub["gbps"].notna().all())
     column, ylabel = ("gbps", "GB/s (useful traffic)") if use_gbps else ("elems_per_s", "elements / s")
     apis = sub[~sub["is_baseline"]]
-    backends = sorted(apis["backend"].unique())
-    fig = Figure(figsize=(11, 0.8 + 2.9 * len(backends)), layout="constrained")
-    axes = fig.subplots(len(backends), 1, sharex=True, sharey=True, squeeze=False)[:, 0]
     baselines = sub[sub["is_baseline"]]
-    for ax, backend in zip(axes, backends):
-        mine = apis[apis["backend"] == backend]
-        styles = _api_styles(sorted(mine["label"].unique()))
+    layout = panels(apis, baselines["label"].nunique())
+    sizes = sorted(int(n) for n in sub["numel"].unique())
+    fig = Figure(figsize=(11, 0.8 + 2.9 * len(layout)), layout="constrained")
+    axes = fig.subplots(len(layout), 1, sharex=True, sharey=True, squeeze=False)[:, 0]
+    for ax, (panel, labels) in zip(axes, layout):
+        mine = apis[apis["label"].isin(labels)]
+        styles = _api_styles(labels)
         for label, (color, marker, style) in styles.items():
             line = mine[mine["label"] == label].sort_values("numel")
             ax.plot(line["numel"], line[column], style, marker=marker, color=color, label=label, linewidth=1.5,
@@ -66,16 +91,18 @@ def throughput_plot(sub: "pd.DataFrame", path: Path, *, title: str) -> Path:
         for label in sorted(baselines["label"].unique()):
             line = baselines[baselines["label"] == label].sort_values("numel")
             color, style = BASELINE_STYLE.get(label.split(" ")[0], ("#999999", "--"))
-            # baselines move the bytes of a forward step; on forward+backward plots they are a reference only
-            ax.plot(line["numel"], line[column], style, color=color, label=f"{label} (forward)", linewidth=1.4)
+            # the machine's copy and RNG limits in GB/s (their own traffic), the same lines on both directions' plots
+            ax.plot(line["numel"], line[column], style, color=color, label=label, linewidth=1.4)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
+        ax.xaxis.set_major_locator(FixedLocator(sizes))  # ticks only where something was measured
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.xaxis.set_major_formatter(_size_formatter())
         ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _pos: f"{y:g}"))
         ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_ylabel(f"{ylabel}, log", fontsize=9)
-        ax.set_title(backend, fontsize=9, loc="left")
+        ax.set_title(panel, fontsize=9, loc="left")
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7.5, frameon=False)
     axes[-1].set_xlabel("elements per tensor (log)")

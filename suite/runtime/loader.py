@@ -37,20 +37,77 @@ def known_backends() -> dict[str, str]:
     return {**BUILTIN, **_entry_points()}
 
 
+def _families() -> dict[str, list[str]]:
+    """A built-in backend's own name (the prefix of its API ids) -> the registry entries that run it,
+    where that name is not itself an entry: ``keras3`` -> keras3-jax, keras3-torch, ..."""
+    out: dict[str, list[str]] = {}
+    for entry, own in builtin_refs("name").items():
+        if isinstance(own, str) and own and own not in BUILTIN:
+            out.setdefault(own, []).append(entry)
+    return out
+
+
 def resolve(names: list[str] | None) -> list[BackendRef]:
-    """Every known backend when ``names`` is empty, else the named ones (UsageError if unknown)."""
+    """Every known backend when ``names`` is empty, else the named ones (UsageError if unknown).
+
+    A name is a registry entry (``keras3-jax``), the backend name of several entries (``keras3``:
+    all of them, as its API ids ``keras3:jax`` ... suggest), or ``module:attr``.
+    """
     known = known_backends()
     if not names:
         return [BackendRef(name, ref) for name, ref in known.items()]
-    refs = []
+    refs: list[BackendRef] = []
+    families: dict[str, list[str]] | None = None
     for name in names:
         if name in known:
             refs.append(BackendRef(name, known[name]))
-        elif ":" in name and all(part.strip() for part in name.split(":", 1)):
+            continue
+        if ":" in name and all(part.strip() for part in name.split(":", 1)):
             refs.append(BackendRef(name, name))
+            continue
+        families = _families() if families is None else families
+        if name in families:
+            refs.extend(BackendRef(entry, known[entry]) for entry in families[name])
         else:
-            raise UsageError(f"unknown backend {name!r}; choose from {', '.join(known)} or give module:attr")
-    return refs
+            choices = [*known, *(f for f in families if f not in known)]
+            raise UsageError(f"unknown backend {name!r}; choose from {', '.join(choices)} or give module:attr")
+    return list(dict.fromkeys(refs))
+
+
+def _declared_ids(ref: BackendRef, apis: list[str]) -> set[str]:
+    try:
+        return set(api_ids(ref.ref))
+    except Exception:  # a plugin that cannot load here: its worker will report it
+        return {a for a in apis if a.startswith(f"{ref.name}:")}
+
+
+def select(names: list[str], apis: list[str]) -> list[str]:
+    """The backends to start: ``names`` as given, narrowed by ``--api`` to the workers that run those APIs.
+
+    With API ids and no names, the ids name their backends (``torch:nn.Dropout2d`` starts only the
+    torch worker). With both, every API must belong to a named backend and every named backend must
+    run one of the APIs; otherwise a UsageError says which and what to give instead.
+    """
+    if not apis:
+        return list(names)
+    chosen = resolve(names)
+    owners = {ref.name: _declared_ids(ref, apis) for ref in chosen}
+    for api in apis:
+        if any(api in ids for ids in owners.values()):
+            continue
+        if names:
+            elsewhere = [ref.name for ref in resolve([]) if api in _declared_ids(ref, apis)]
+            if elsewhere:
+                raise UsageError(f"api {api!r} is not run by --backend {' '.join(names)}: it runs in the "
+                                 f"{' / '.join(elsewhere)} worker; add --backend {elsewhere[0]} or leave --backend out")
+        known = sorted(set().union(*owners.values()))
+        raise UsageError(f"unknown api {api!r}; choose from {', '.join(known)}")
+    for name in names:
+        members = [ref.name for ref in resolve([name])]
+        if not any(set(apis) & owners[m] for m in members):
+            raise UsageError(f"--backend {name} runs none of the --api ids given ({', '.join(apis)}); "
+                             "leave it out or add one of its API ids")
+    return [ref.name for ref in chosen if set(apis) & owners[ref.name]]
 
 
 def load(ref: str) -> Any:

@@ -1,0 +1,58 @@
+"""`dropbench run` interrupted, then `dropbench run --resume DIR` (issue 16): finished stages are kept,
+the interruption says how to resume, and the resumed folder ends complete."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from suite.runtime.jsonio import read_result
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def _cli(*args: str, cwd: Path) -> list[str]:
+    return [sys.executable, "-m", "suite.cli", *args]
+
+
+def test_interrupted_run_resumes_keeping_its_finished_stages(tmp_path: Path) -> None:
+    proc = subprocess.Popen(_cli("run", "--backend", "numpy", "--no-plots", "--out", "out", cwd=tmp_path), cwd=tmp_path,
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not list(tmp_path.glob("out/*/*/probe.json")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)  # bench numpy is now running (tens of seconds)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    (folder,) = tmp_path.glob("out/*/*")
+    assert f"dropbench run --resume {Path('out') / folder.relative_to(tmp_path / 'out')}" in err, err
+    assert not (folder / "summary.md").exists()
+    verify_before = (folder / "verify.json").read_bytes()
+    probe_before = (folder / "probe.json").read_bytes()
+
+    resumed = subprocess.run(_cli("run", "--resume", str(folder), cwd=tmp_path), cwd=tmp_path, env=ENV,
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "keeping verify, probe" in resumed.stdout
+    assert (folder / "verify.json").read_bytes() == verify_before  # kept, not rerun
+    assert (folder / "probe.json").read_bytes() == probe_before
+    bench = read_result(folder / "bench.json", kind="bench")
+    assert [b["backend"] for b in bench["backends"]] == ["numpy"]  # the run's own --backend, not every backend
+    summary = (folder / "summary.md").read_text(encoding="utf-8")
+    assert "## Conformance (verify)" in summary and "## Throughput" in summary
+    assert set(read_result(folder / "run.json", kind="run-state")["stages"]) == {"verify", "probe", "bench"}
+
+
+def test_resume_refuses_a_folder_that_is_not_a_run_and_changed_options(tmp_path: Path) -> None:
+    bad = subprocess.run(_cli("run", "--resume", str(tmp_path), cwd=tmp_path), cwd=tmp_path, env=ENV,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "has no run.json" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+    (tmp_path / "run.json").write_text('{"schema": 1, "kind": "run-state", "options": {}, "stages": {}}')
+    changed = subprocess.run(_cli("run", "--resume", str(tmp_path), "--backend", "torch", cwd=tmp_path), cwd=tmp_path,
+                             env=ENV, capture_output=True, text=True, timeout=120)
+    assert changed.returncode == 2 and "drop --backend" in changed.stderr, changed.stderr
