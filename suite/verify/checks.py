@@ -209,6 +209,8 @@ LAGS = 4
 """Lags 1..LAGS along every axis (and of the flattened order) get their own exact tests."""
 POSITION_BLOCKS = 4
 """Each axis is also cut into this many contiguous blocks (a drift along it shows there)."""
+MIN_SLAB = 32
+"""Single rows/columns smaller than this are not tested alone (no power at their share of alpha)."""
 MAGNITUDE_BINS = 4
 """Quantile bins of |x| for the kept-fraction-by-magnitude test."""
 
@@ -300,11 +302,11 @@ def position_uniform(mask: np.ndarray, keep: float, alpha: float = ALPHA_PER_CHE
         if dim > blocks:
             for b, idx in enumerate(np.array_split(np.arange(dim), blocks)):
                 coarse.append((f"axis {axis} block {b + 1}/{blocks}", size * idx.size, int(per_index[idx].sum())))
-        if dim > 1:
+        if dim > 1 and size >= MIN_SLAB:
             fine.extend((f"axis {axis} index {i}", size, int(per_index[i])) for i in range(dim))
     if not coarse and not fine:
         return Outcome(True, "a single element: no positions to compare")
-    parts = (coarse and 1) + (fine and 1)
+    parts = int(bool(coarse)) + int(bool(fine))
     tests = _slab_tests(coarse, keep, alpha / parts) + _slab_tests(fine, keep, alpha / parts)
     passed, worst = _worst(tests)
     return Outcome(passed, f"{'worst' if passed else 'FAILED'}: {worst} ({len(tests)} slabs, alpha={alpha:g})")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -73,6 +74,7 @@ def layout_shape(ndim: int, axes: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(shape)
 
 
+@lru_cache(maxsize=32)
 def make_inputs(shape: tuple[int, ...], dtype: str) -> tuple[np.ndarray, np.ndarray]:
     """x with both signs and |x| spread over four decades, never 0 (so y != 0 identifies the mask),
     and grad_out likewise (both signs, |g| in [0.1, 10), no subnormals in float16).
@@ -85,6 +87,8 @@ def make_inputs(shape: tuple[int, ...], dtype: str) -> tuple[np.ndarray, np.ndar
     sign = np.where(rng.random(shape) < POSITIVE_FRACTION, 1.0, -1.0)
     x = (sign * 10.0 ** rng.uniform(lo, hi, size=shape)).astype(dtype)
     grad_out = (np.where(rng.random(shape) < 0.5, 1.0, -1.0) * 10.0 ** rng.uniform(-1.0, 1.0, size=shape)).astype(dtype)
+    x.setflags(write=False)  # cached and shared: every call gets its own writable copy
+    grad_out.setflags(write=False)
     return x, grad_out
 
 
@@ -143,8 +147,7 @@ class ApiChecker:
         except Exception as exc:  # the framework's own behaviour: recorded, not hidden
             raise _Failed("error", clean_message(exc)) from exc
         self._calls += 1
-        self._written += not (np.array_equal(x_in, x, equal_nan=True)
-                              and (g_in is None or np.array_equal(g_in, grad_out, equal_nan=True)))
+        self._written += x_in.tobytes() != x.tobytes() or (g_in is not None and g_in.tobytes() != grad_out.tobytes())
         self._dtypes["output"].append(str(y.dtype))
         if grad is not None:
             self._dtypes["gradient"].append(str(grad.dtype))

@@ -8,8 +8,8 @@ training family ran (the contract every dropout has), whatever else was not decl
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 CONTRACTS: dict[str, tuple[str, ...]] = {
     "rate 0": ("identity", "identity-grad"),

@@ -68,6 +68,17 @@ def binomial_power(n: int, p0: float, p1: float, alpha: float = ALPHA_PER_CHECK)
     return float(pmf[:lo].sum() + pmf[hi + 1:].sum())
 
 
+def binomial_sf(n: int, p: float, k: int) -> float:
+    """P(K >= k) for K ~ Binomial(n, p), exact."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    log_pmf = _binomial_log_pmf(n, p)
+    pmf = np.exp(log_pmf - log_pmf.max())
+    return float(pmf[k:].sum() / pmf.sum())
+
+
 def _binomial_log_pmf(n: int, p: float) -> np.ndarray:
     k = np.arange(n, dtype=np.float64)
     steps = np.log((n - k) / (k + 1)) + math.log(p / (1 - p))
