@@ -133,3 +133,15 @@ def test_magnitude_uniform_catches_keep_that_looks_at_x() -> None:
     assert checks.magnitude_uniform(x, FAIR, 0.5).passed
     biased = RNG.random(x.shape) < np.where(np.abs(x) > np.median(np.abs(x)), 0.56, 0.44)
     assert not checks.magnitude_uniform(x, biased, 0.5).passed
+
+
+def test_independence_checks_on_a_single_group_say_so() -> None:
+    one = np.array(True)
+    assert "no pairs" in checks.lag_agreement(one, 0.5).detail
+    assert "single element" in checks.position_uniform(one, 0.5).detail
+
+
+def test_scaled_values_all_dropped_fails_unless_likely() -> None:
+    dropped = np.zeros_like(X)
+    assert not checks.scaled_values(X, dropped, 2.0).passed  # 65536 groups: 0.5**16384 is 0
+    assert checks.scaled_values(X, dropped, 2.0, p_all_dropped=0.5).passed  # one group at rate 0.5

@@ -112,3 +112,19 @@ def test_coverage_certifies_only_when_inverted_training_ran() -> None:
     nothing = coverage([_record("identity/rate=0/float32", "skip")])[0]
     assert not nothing.certified and nothing.reason == "no check ran"
     assert "NOT CERTIFIED" in nothing.line()
+
+
+@pytest.mark.parametrize("layout", [(1, ()), (1, (0,)), (2, (1,)), (5, (2, 3, 4)), (5, ())])
+def test_layout_plugins_of_any_rank_pass(layout) -> None:
+    from backends.base import ApiInfo, Layout  # noqa: PLC0415 - only this test builds layouts
+    from tests.meta.plugins import CorrectChannelDropout  # noqa: PLC0415 - as above
+
+    class AnyRank(CorrectChannelDropout):
+        apis = ("any",)
+
+        def api_info(self, api):
+            return ApiInfo(frozenset(self.capabilities), tuple(self.dtypes), Layout(*layout))
+
+    records = conformance.check_api(AnyRank(), "any")
+    bad = [(r.check, r.status, r.detail) for r in records if r.status in ("fail", "error")]
+    assert not bad and any(r.check.startswith("values/") and r.status == "pass" for r in records), bad

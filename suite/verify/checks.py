@@ -77,8 +77,12 @@ def zeros(y: np.ndarray, *, out: str = "output") -> Outcome:
     return Outcome(True, f"{out} all zeros")
 
 
-def scaled_values(x: np.ndarray, y: np.ndarray, scale: float) -> Outcome:
-    """Every y is 0 or x*scale (one common scale, within rounding); scale is 1/keep (inverted) or 1 (vanilla)."""
+def scaled_values(x: np.ndarray, y: np.ndarray, scale: float, p_all_dropped: float = 0.0) -> Outcome:
+    """Every y is 0 or x*scale (one common scale, within rounding); scale is 1/keep (inverted) or 1 (vanilla).
+
+    Everything dropped fails, unless a correct dropout does that often (``p_all_dropped`` = rate**groups
+    above alpha: a layout with a handful of mask groups); then there is nothing to check.
+    """
     bad = _same_shape(x, y)
     if bad:
         return bad
@@ -87,6 +91,9 @@ def scaled_values(x: np.ndarray, y: np.ndarray, scale: float) -> Outcome:
         return Outcome(False, f"{int(np.isnan(ys).sum())}/{ys.size} elements are NaN")
     kept = ys != 0
     if not kept.any():
+        if p_all_dropped > ALPHA_PER_CHECK:
+            return Outcome(True, f"every element dropped (a correct dropout does so with probability {p_all_dropped:.3g}): "
+                                 "no kept value to check the scale on")
         return Outcome(False, "every element dropped: no kept value to check the scale on")
     expected = xs[kept] * scale
     ok = np.abs(ys[kept] - expected) <= rounding_tolerance(x, y) * np.abs(expected)
@@ -271,6 +278,8 @@ def lag_agreement(mask: np.ndarray, keep: float, alpha: float = ALPHA_PER_CHECK,
         tests.append((float(np.abs(agree[i] - pairs[i] / 2) / width[i]),
                       f"flattened offset {i + 1}: agree {int(agree[i])}/{int(pairs[i])}, accepted +-{width[i]:.0f} around half",
                       bool(dev[i] > 0)))
+    if not tests:
+        return Outcome(True, f"{n} mask element(s): no pairs to compare")
     passed, worst = _worst(tests)
     return Outcome(passed, f"{'worst' if passed else 'FAILED'}: {worst} ({len(short)} lags and {max_offset} offsets, alpha={alpha:g})")
 

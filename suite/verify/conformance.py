@@ -227,8 +227,8 @@ class ApiChecker:
         spec = self._spec(rate, dtype)
         y, grad = self._call(x, g, spec)
         tag = f"rate={rate}/{dtype}"
-        yield f"values/{tag}", checks.scaled_values(x, y, 1.0 / keep)
         mask = checks.kept_mask(y)
+        yield f"values/{tag}", checks.scaled_values(x, y, 1.0 / keep, self._p_all_dropped(rate, mask, self.axes))
         if self.axes:
             yield f"mask-shared/{tag}", checks.mask_shared(mask, self.axes)
         groups = checks.group_mask(mask, self.axes)
@@ -242,6 +242,12 @@ class ApiChecker:
         y2, _ = self._call(x, None, spec.replace(seed=None))
         second = checks.group_mask(checks.kept_mask(y2), self.axes)
         yield f"fresh-mask/{tag}", checks.independent_masks(checks.group_mask(mask, self.axes), second, keep)
+
+    @staticmethod
+    def _p_all_dropped(rate: float, like: np.ndarray, axes: tuple[int, ...]) -> float:
+        """rate ** (number of mask groups): how often a correct dropout drops everything."""
+        groups = int(np.prod([n for a, n in enumerate(np.shape(like)) if a not in axes]))
+        return float(rate) ** groups
 
     def _eval(self, dtype: str) -> Iterator[tuple[str, Outcome]]:
         x, g = make_inputs(self.shape, dtype)
@@ -264,7 +270,7 @@ class ApiChecker:
             keep = 1.0 - rate
             y, _ = self._call(x, None, self._spec(rate, dtype, scaling="vanilla"))
             tag = f"rate={rate}/{dtype}"
-            yield f"vanilla-train/{tag}", checks.scaled_values(x, y, 1.0)
+            yield f"vanilla-train/{tag}", checks.scaled_values(x, y, 1.0, self._p_all_dropped(rate, y, self.axes))
             yield f"vanilla-kept-fraction/{tag}", checks.kept_fraction(checks.group_mask(checks.kept_mask(y), self.axes), keep)
             y_eval, _ = self._call(x, None, self._spec(rate, dtype, scaling="vanilla", training=False))
             yield f"vanilla-eval/{tag}", checks.scaled_by(x, y_eval, keep)
@@ -276,7 +282,7 @@ class ApiChecker:
         mask = checks.kept_mask(y)
         tag = f"axes={','.join(map(str, axes))}/{dtype}"
         yield f"broadcast-shared/{tag}", checks.mask_shared(mask, axes)
-        yield f"broadcast-values/{tag}", checks.scaled_values(x, y, 1.0 / keep)
+        yield f"broadcast-values/{tag}", checks.scaled_values(x, y, 1.0 / keep, self._p_all_dropped(1 - keep, mask, axes))
         yield f"broadcast-kept-fraction/{tag}", checks.kept_fraction(checks.group_mask(mask, axes), keep)
         yield f"broadcast-lag/{tag}", checks.lag_agreement(checks.group_mask(mask, axes), keep)
         yield f"broadcast-position/{tag}", checks.position_uniform(checks.group_mask(mask, axes), keep)
