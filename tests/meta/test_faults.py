@@ -1,6 +1,9 @@
 """Each deliberately wrong adapter must be caught by `verify`, by the check meant for it."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from suite.runtime.loader import resolve
@@ -62,3 +65,15 @@ def test_layout_plugin_of_rank_two_runs() -> None:
     report = run_verify(resolve(["tests.meta.plugins:CorrectChannelDropout"]), timeout=120)
     assert report.backends[0]["status"] == "ok" and report.exit_code() == 0, report.failed
     assert {c.api for c in report.coverage if c.certified} == {"channel:channel2d", "channel:rows2d"}
+
+
+def test_cli_never_says_ok_for_a_backend_that_supports_nothing() -> None:
+    """Every call raises Unsupported: exit 1, 'not certified', counts on the last line; --allow-partial: exit 0."""
+    args = [sys.executable, "-m", "suite.cli", "verify", "--backend", "tests.meta.plugins:AllUnsupported"]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("verify: 0 passed, 0 known divergences, 0 failed") and "not certified: plugin:dropout" in last
+    assert "OK" not in proc.stdout and "NOT CERTIFIED: no check ran" in proc.stdout
+    partial = subprocess.run([*args, "--allow-partial"], capture_output=True, text=True, timeout=300)
+    assert partial.returncode == 0 and "--allow-partial" in partial.stdout.strip().splitlines()[-1]
