@@ -213,7 +213,7 @@ def input_unchanged(calls: int, written: int, declared_inplace: bool) -> Outcome
 
 # -- independence within one call ------------------------------------------------------------
 LAGS = 4
-"""Lags 1..LAGS along every axis (and of the flattened order) get their own exact tests."""
+"""Lags 1..LAGS along every axis get their own exact tests; the flattened order is tested at every offset."""
 POSITION_BLOCKS = 4
 """Each axis is also cut into this many contiguous blocks (a drift along it shows there)."""
 MIN_SLAB = 32
