@@ -24,7 +24,19 @@ broadcast_axes: a mask shared along chosen axes (TF noise_shape, MXNet axes);
 seed: the same ``spec.seed`` reproduces the same mask;
 backward: the framework's autograd gives the input gradient;
 eval: the API has an inference mode (``spec.training=False`` gives identity).
+
+These are also the default of an API (or a plugin) that declares nothing. Opt-in
+capabilities, never implied by a default, are in :data:`OPT_IN_CAPABILITIES`.
 """
+
+OPT_IN_CAPABILITIES: frozenset[str] = frozenset({"inplace"})
+"""Capabilities an API must name itself (they are not in :data:`CAPABILITIES`, the default):
+
+inplace: the API writes its result into the array it was given (``inplace=True``); ``verify``
+then accepts a call that changes its input, which otherwise fails ``input-unchanged``.
+"""
+
+KNOWN_CAPABILITIES: frozenset[str] = CAPABILITIES | OPT_IN_CAPABILITIES
 
 
 DIRECTIONS = ("forward", "forward_backward")
@@ -139,7 +151,7 @@ def api_info(backend: Any, api: str) -> ApiInfo:
         return ApiInfo()
     if isinstance(caps, Mapping):
         caps = caps.get(api, CAPABILITIES)
-    unknown = set(caps) - CAPABILITIES
+    unknown = set(caps) - KNOWN_CAPABILITIES
     if unknown:
         raise ValueError(f"backend {backend.name!r} declares unknown capabilities {sorted(unknown)}")
     dtypes = getattr(backend, "dtypes", ("float32",))

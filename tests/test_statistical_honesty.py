@@ -14,6 +14,8 @@ import pytest
 from backends.numpy_backend import NumpyBackend
 from suite.spec import DropoutSpec
 from suite.verify import checks
+from suite.verify.conformance import DEFAULT_SHAPE, make_inputs
+from tests.meta import plugins
 from tests.meta.plugins import MaskReused, RateKeepSwapped, ScaleByRate
 
 ALPHA, SEEDS, SHAPE = 0.01, 3000, (16, 16)
@@ -72,3 +74,80 @@ def test_power_against_faults(plugin, rate: float, check) -> None:
         y2 = backend.forward(X, DropoutSpec(rate=rate), api="dropout")
         caught += not check(X, y, y2, 1 - rate).passed
     assert caught / 300 >= 0.99, caught
+
+
+# -- issue 14: subtle faults, at the production sizes and alpha, over 200 seeds --------------------
+
+POWER_SEEDS = range(200)
+X_PROD = make_inputs(DEFAULT_SHAPE, "float32")[0]
+X_PROD16 = make_inputs(DEFAULT_SHAPE, "float16")[0]
+
+
+def _lag(x, y, keep):
+    return checks.lag_agreement(checks.kept_mask(y), keep)
+
+
+def _position(x, y, keep):
+    return checks.position_uniform(checks.kept_mask(y), keep)
+
+
+def _values(x, y, keep):
+    return checks.scaled_values(x, y, 1 / keep)
+
+
+def _dtype(x, y, keep):
+    return checks.dtype_kept(str(x.dtype), [str(y.dtype)])
+
+
+# fault -> (the check meant to catch it, input): each run at rate 0.5 with seed s, alpha 1e-9
+SUBTLE = {
+    "NeighboursShareDraw": (_lag, X_PROD),
+    "PeriodicMask": (_lag, X_PROD),  # repeats every 3000 elements: not a power of two
+    "KeepDrifts": (_position, X_PROD),
+    "PositiveOnly": (_values, X_PROD),
+    "PromotesFloat16": (_dtype, X_PROD16),
+    "Hidden16Groups": (_lag, X_PROD),
+}
+RATE_HALF_CHECKS = (  # what the plan runs on one rate-0.5 call of an element-wise API (statistical ones)
+    lambda x, y, keep: checks.kept_fraction(checks.kept_mask(y), keep),
+    lambda x, y, keep: checks.mean_preserved(x, y, keep),
+    _lag, _position,
+    lambda x, y, keep: checks.magnitude_uniform(x, checks.kept_mask(y), keep),
+)
+
+
+@pytest.mark.parametrize("fault", sorted(SUBTLE))
+def test_subtle_fault_is_caught_in_99_percent_of_seeds(fault: str) -> None:
+    """Measured power >= 99% at alpha=1e-9 and the production shape (each fault's own check)."""
+    check, x = SUBTLE[fault]
+    caught = 0
+    for seed in POWER_SEEDS:
+        y = getattr(plugins, fault)().forward(x.copy(), DropoutSpec(rate=0.5, seed=seed, dtype=str(x.dtype)), api="dropout")
+        caught += not check(x, y, 0.5).passed
+    assert caught >= 0.99 * len(POWER_SEEDS), f"{fault}: caught in {caught}/{len(POWER_SEEDS)} seeds"
+
+
+def test_correct_plugin_passes_the_same_seeds() -> None:
+    """The correct plugin on the same 200 seeds fails none of the 5 statistical checks of a rate-0.5 call:
+    each fails falsely with probability <= 1e-9, so this test fails falsely with <= 200*5*1e-9 = 1e-6."""
+    failures = []
+    for seed in POWER_SEEDS:
+        y = plugins.CorrectDropout().forward(X_PROD.copy(), DropoutSpec(rate=0.5, seed=seed), api="dropout")
+        failures += [(seed, o.detail) for o in (c(X_PROD, y, 0.5) for c in RATE_HALF_CHECKS) if not o.passed]
+    assert not failures, failures[:3]
+
+
+SMALL = np.random.default_rng(7).uniform(-2, 2, size=(32, 32)).astype(np.float32)
+
+
+@pytest.mark.parametrize("name, check", [
+    ("lag", lambda m: checks.lag_agreement(m, 0.5, ALPHA)),
+    ("position", lambda m: checks.position_uniform(m, 0.5, ALPHA)),
+    ("magnitude", lambda m: checks.magnitude_uniform(SMALL, m, 0.5, ALPHA)),
+])
+def test_independence_false_fail_rate(name: str, check) -> None:
+    """At alpha=0.01 on a small shape, the new checks fail correct masks at most at the stated rate
+    (they are Bonferroni unions, so well below it)."""
+    rng = np.random.default_rng(11)
+    fails = sum(not check(rng.random(SMALL.shape) < 0.5).passed for _ in range(SEEDS))
+    assert fails / SEEDS <= _upper(ALPHA), (name, fails)

@@ -15,7 +15,10 @@ HELP = "check every API of every installed backend against the spec"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_backend_options(parser)
     parser.add_argument("--json", type=writable_path, metavar="PATH", help="also write the records as JSON")
-    parser.add_argument("--all", action="store_true", help="list passing checks too, not only the rest")
+    parser.add_argument("--all", action="store_true", help="list passing checks too, not only the rest (details uncut)")
+    parser.add_argument("--verbose", "-v", action="store_true", help="show every detail uncut (framework errors whole)")
+    parser.add_argument("--allow-partial", action="store_true",
+                        help="an API that is not certified (its inverted training never ran) does not fail the run")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -23,14 +26,15 @@ def run(args: argparse.Namespace) -> int:
 
     refs = resolve(select(args.backend, args.api))  # an API id implies its backend: only its worker starts
     apis = validate_apis(refs, args.api)
-    report = run_verify(refs, apis, timeout=args.timeout, required=bool(args.backend or args.api))
+    report = run_verify(refs, apis, timeout=args.timeout, required=bool(args.backend or args.api), allow_partial=args.allow_partial)
+    width = 10**6 if args.all or args.verbose else 90
     for b in report.backends:
         if b["status"] != "ok":
             print(f"{b['backend']}: {b['status']} — {b['reason']}")
     shown = report.records if args.all else [r for r in report.records if r["status"] != "pass"]
     if shown:
         print(table.render(["backend", "api", "check", "status", "detail"],
-                           [[r["backend"], r["api"], r["check"], r["status"], r["detail"]] for r in shown]))
+                           [[r["backend"], r["api"], r["check"], r["status"], r["detail"]] for r in shown], max_width=width))
         print()
     print(table.render(["api", "pass", "fail", "error", "known", "skip"], summary_rows(report)))
     for entry in report.stale:
@@ -38,11 +42,13 @@ def run(args: argparse.Namespace) -> int:
     n = report.statistical_checks
     print(f"\n{n} statistical checks at alpha={report.to_json()['alpha_per_check']:g} each: "
           f"a correct backend fails this run falsely with probability <= {report.to_json()['family_false_fail_bound']:.2g}")
-    failed = report.failed
+    print()
+    for cov in report.coverage:
+        print(cov.line())
     for b in report.missing:
         print(f"verify: backend {b['backend']} was asked for but did not run ({b['status']})")
-    print(f"verify: {len(failed)} unexpected failure(s)" if failed else "verify: OK (every failure is a known divergence)")
     if args.json:
         atomic_write_json(args.json, report.to_json())
         print(f"wrote {args.json}")
+    print(report.final_line())
     return report.exit_code()

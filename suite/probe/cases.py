@@ -139,7 +139,7 @@ CASES: tuple[Case, ...] = (
     _case("empty", "An empty batch (shape (0, 4)), e.g. the last shard of a dataset.",
           shape=(0, 4), expected="empty"),
     _case("float16", "Half precision training: does dropout keep the dtype and the scale?",
-          dtype="float16", expected="inverted", checks=("values/rate=0.5/float16",)),
+          dtype="float16", expected="inverted", checks=("values/rate=0.5/float16", "dtype/float16")),
     _case("bfloat16", "bfloat16 training (TPU/recent GPUs); n/a where the adapter has no bfloat16 bridge.",
           dtype="bfloat16", expected="inverted"),
     _case("eval", "Inference, switched off each API's own way; n/a where the API has no such mode.",

@@ -3,10 +3,15 @@
 This is the only place that decides *which* checks apply to an API (from its ApiInfo)
 and *what* inputs they get. It calls the backend, never a framework directly. An
 exception from the backend becomes an ``error`` record; ``Unsupported`` becomes ``skip``.
+Every call gets its own fresh copy of the input (an in-place dropout is judged on its
+result); whether a call wrote into its input, and which dtypes came back, are checks of
+their own at the end of each dtype.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -17,12 +22,19 @@ from suite.verify import checks, contract
 from suite.verify.checks import Outcome
 
 RATES = (0.0, 0.1, 0.5, 0.9, 1.0)
+INDEPENDENCE_RATE = 0.5  # the lag tests are exact for fair bits only
 CHECK_DTYPES = ("float32", "float16")
 INPUT_SEED = 20261125
 CALL_SEED = 1234
 DEFAULT_SHAPE = (256, 256)
-LAYOUT_SHAPES = {3: (32, 128, 16), 4: (32, 128, 4, 4)}
+LAYOUT_GROUPS, LAYOUT_GROUP_SIZE = 4096, 16
+LAYOUT_SHAPES = {(3, (2,)): (32, 128, 16), (4, (2, 3)): (32, 128, 4, 4)}
+"""The channel layouts of the built-in APIs (4096 groups of 16); other layouts get :func:`layout_shape`."""
 BROADCAST_CASES = (((32, 128, 4, 4), (2, 3)), ((16, 4096), (0,)))
+MAGNITUDE_DECADES = (-2.0, 2.0)  # |x| = 10**U(-2, 2): 0.01 .. 100, fine in float16 even scaled by 1/0.1
+POSITIVE_FRACTION = 0.75  # both signs, but sum(x) far from 0 so that the mean check keeps its power
+DETAIL_LIMIT = 4000  # a framework error kept in the record (the CLI cuts it unless --all/--verbose)
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 
 @dataclass(frozen=True)
@@ -37,12 +49,54 @@ class CheckRecord:
         return asdict(self)
 
 
+def _split_evenly(total: int, dims: int) -> list[int]:
+    """``total`` (a power of two) as ``dims`` powers of two, as even as possible, larger first."""
+    bits = total.bit_length() - 1
+    return [2 ** (bits // dims + (i < bits % dims)) for i in range(dims)]
+
+
+def layout_shape(ndim: int, axes: tuple[int, ...]) -> tuple[int, ...]:
+    """An input of any rank 1..5 for a fixed layout: 4096 mask groups of 16 elements where possible.
+
+    The free (per-group) axes share 4096, the broadcast axes 16; a layout without free axes
+    gets one group of 4096*16 elements, one without broadcast axes 65536 independent elements.
+    """
+    if (ndim, tuple(axes)) in LAYOUT_SHAPES:
+        return LAYOUT_SHAPES[(ndim, tuple(axes))]
+    free = [a for a in range(ndim) if a not in axes]
+    shape = [1] * ndim
+    group_total = LAYOUT_GROUPS * (LAYOUT_GROUP_SIZE if not axes else 1)
+    size_total = LAYOUT_GROUP_SIZE * (LAYOUT_GROUPS if not free else 1)
+    for a, n in zip(free, _split_evenly(group_total, len(free)) if free else []):
+        shape[a] = n
+    for a, n in zip(axes, _split_evenly(size_total, len(axes)) if axes else []):
+        shape[a] = n
+    return tuple(shape)
+
+
+@lru_cache(maxsize=32)
 def make_inputs(shape: tuple[int, ...], dtype: str) -> tuple[np.ndarray, np.ndarray]:
-    """x in [0.5, 2) (never 0, so y != 0 identifies the mask) and a random grad_out."""
+    """x with both signs and |x| spread over four decades, never 0 (so y != 0 identifies the mask),
+    and grad_out likewise (both signs, |g| in [0.1, 10), no subnormals in float16).
+
+    A dropout that is right only for positive input, or whose mask depends on |x|, shows here;
+    with x in [0.5, 2) it did not.
+    """
     rng = np.random.default_rng(INPUT_SEED)
-    x = rng.uniform(0.5, 2.0, size=shape).astype(dtype)
-    grad_out = rng.normal(size=shape).astype(dtype)
+    lo, hi = MAGNITUDE_DECADES
+    sign = np.where(rng.random(shape) < POSITIVE_FRACTION, 1.0, -1.0)
+    x = (sign * 10.0 ** rng.uniform(lo, hi, size=shape)).astype(dtype)
+    grad_out = (np.where(rng.random(shape) < 0.5, 1.0, -1.0) * 10.0 ** rng.uniform(-1.0, 1.0, size=shape)).astype(dtype)
+    x.setflags(write=False)  # cached and shared: every call gets its own writable copy
+    grad_out.setflags(write=False)
     return x, grad_out
+
+
+def clean_message(exc: BaseException) -> str:
+    """A framework error on one line: ANSI colour codes stripped, lines joined, kept (nearly) whole."""
+    text = _ANSI.sub("", f"{type(exc).__name__}: {exc}")
+    text = " ".join(line.strip() for line in text.splitlines() if line.strip())
+    return text if len(text) <= DETAIL_LIMIT else text[: DETAIL_LIMIT - 1] + "…"
 
 
 class _Failed(Exception):
@@ -63,10 +117,13 @@ class ApiChecker:
         self.info: ApiInfo = api_info(backend, api)
         self.caps = self.info.capabilities
         if self.info.layout is not None:
-            self.shape = LAYOUT_SHAPES[self.info.layout.ndim]
-            self.axes = self.info.layout.broadcast_axes
+            self.axes = tuple(self.info.layout.broadcast_axes)
+            self.shape = layout_shape(self.info.layout.ndim, self.axes)
         else:
             self.shape, self.axes = DEFAULT_SHAPE, ()
+        self._calls = 0  # calls that returned, this dtype
+        self._written = 0  # of them, calls that wrote into their input
+        self._dtypes: dict[str, list[str]] = {"output": [], "gradient": []}
 
     # -- calling the backend --------------------------------------------------
     def _spec(self, rate: float, dtype: str, **kw: Any) -> DropoutSpec:
@@ -76,16 +133,26 @@ class ApiChecker:
         return DropoutSpec(rate=rate, dtype=dtype, **kw)
 
     def _call(self, x: np.ndarray, grad_out: np.ndarray | None, spec: DropoutSpec) -> tuple[np.ndarray, np.ndarray | None]:
+        """One backend call on fresh copies of x and grad_out; notes writes into them and the dtypes."""
+        x_in = x.copy()
+        g_in = grad_out.copy() if grad_out is not None else None
         try:
-            if grad_out is not None and "backward" in self.caps:
-                return contract.checked_pair(self.backend.forward_backward(x, grad_out, spec, api=self.api), x)
-            return contract.checked_array(self.backend.forward(x, spec, api=self.api), x, "forward()"), None
+            if g_in is not None and "backward" in self.caps:
+                y, grad = contract.checked_pair(self.backend.forward_backward(x_in, g_in, spec, api=self.api), x)
+            else:
+                y, grad = contract.checked_array(self.backend.forward(x_in, spec, api=self.api), x, "forward()"), None
         except Unsupported as exc:
-            raise _Failed("skip", str(exc)) from exc
+            raise _Failed("skip", clean_message(exc).removeprefix("Unsupported: ")) from exc
         except contract.ContractViolation as exc:
             raise _Failed("error", str(exc)) from exc
         except Exception as exc:  # the framework's own behaviour: recorded, not hidden
-            raise _Failed("error", f"{type(exc).__name__}: {exc}".strip()[:500]) from exc
+            raise _Failed("error", clean_message(exc)) from exc
+        self._calls += 1
+        self._written += x_in.tobytes() != x.tobytes() or (g_in is not None and g_in.tobytes() != grad_out.tobytes())
+        self._dtypes["output"].append(str(y.dtype))
+        if grad is not None:
+            self._dtypes["gradient"].append(str(grad.dtype))
+        return y, grad
 
     # -- the plan -------------------------------------------------------------
     def run(self) -> Iterator[tuple[str, str, str]]:
@@ -93,17 +160,34 @@ class ApiChecker:
             if dtype not in self.info.dtypes:
                 yield f"*/{dtype}", "skip", f"{self.api} does not declare {dtype}"
                 continue
+            self._calls, self._written = 0, 0
+            self._dtypes = {"output": [], "gradient": []}
             yield from self._guarded(f"identity/rate=0/{dtype}", lambda: self._rate_zero(dtype))
             yield from self._guarded(f"zeros/rate=1/{dtype}", lambda: self._rate_one(dtype))
             for rate in RATES[1:-1]:
                 yield from self._guarded(f"train/rate={rate}/{dtype}", lambda rate=rate: self._train(rate, dtype))
+            if "backward" not in self.caps:
+                yield f"gradient/{dtype}", "skip", f"{self.api} does not declare 'backward'"
             yield from self._capability("eval", f"eval/{dtype}", lambda: self._eval(dtype))
             yield from self._capability("seed", f"seed/{dtype}", lambda: self._seed(dtype))
             yield from self._capability("vanilla", f"vanilla/{dtype}", lambda: self._vanilla(dtype))
-            if self.info.layout is None:
+            if self.info.layout is None:  # a fixed layout is checked by mask-shared instead
                 for shape, axes in BROADCAST_CASES:
                     name = f"broadcast/axes={','.join(map(str, axes))}/{dtype}"
                     yield from self._capability("broadcast_axes", name, lambda s=shape, a=axes: self._broadcast(s, a, dtype))
+            yield from self._call_checks(dtype)
+
+    def _call_checks(self, dtype: str) -> Iterator[tuple[str, str, str]]:
+        """Exact checks over every call of this dtype: the dtypes returned, the input left alone."""
+        if not self._calls:
+            yield f"dtype/{dtype}", "skip", "no call of this dtype returned"
+            return
+        results = [(f"dtype/{dtype}", checks.dtype_kept(dtype, self._dtypes["output"]))]
+        if self._dtypes["gradient"]:
+            results.append((f"grad-dtype/{dtype}", checks.dtype_kept(dtype, self._dtypes["gradient"], out="gradient")))
+        results.append((f"input-unchanged/{dtype}", checks.input_unchanged(self._calls, self._written, "inplace" in self.caps)))
+        for name, outcome in results:
+            yield name, "pass" if outcome.passed else "fail", outcome.detail
 
     def _capability(self, cap: str, name: str, body: Callable[[], Iterator[tuple[str, Outcome]]]) -> Iterator[tuple[str, str, str]]:
         if cap not in self.caps:
@@ -126,14 +210,14 @@ class ApiChecker:
         y, grad = self._call(x, g, self._spec(0.0, dtype))
         yield f"identity/rate=0/{dtype}", checks.identity(x, y)
         if grad is not None:
-            yield f"identity-grad/rate=0/{dtype}", checks.identity(g, grad)
+            yield f"identity-grad/rate=0/{dtype}", checks.identity(g, grad, out="gradient", ref="grad_out")
 
     def _rate_one(self, dtype: str) -> Iterator[tuple[str, Outcome]]:
         x, g = make_inputs(self.shape, dtype)
         y, grad = self._call(x, g, self._spec(1.0, dtype))
         yield f"zeros/rate=1/{dtype}", checks.zeros(y)
         if grad is not None:
-            yield f"zero-grad/rate=1/{dtype}", checks.zeros(grad)
+            yield f"zero-grad/rate=1/{dtype}", checks.zeros(grad, out="gradient")
 
     def _train(self, rate: float, dtype: str) -> Iterator[tuple[str, Outcome]]:
         keep = 1.0 - rate
@@ -141,12 +225,15 @@ class ApiChecker:
         spec = self._spec(rate, dtype)
         y, grad = self._call(x, g, spec)
         tag = f"rate={rate}/{dtype}"
-        yield f"values/{tag}", checks.scaled_values(x, y, 1.0 / keep)
         mask = checks.kept_mask(y)
+        yield f"values/{tag}", checks.scaled_values(x, y, 1.0 / keep, self._p_all_dropped(rate, mask, self.axes))
         if self.axes:
             yield f"mask-shared/{tag}", checks.mask_shared(mask, self.axes)
-        yield f"kept-fraction/{tag}", checks.kept_fraction(checks.group_mask(mask, self.axes), keep)
+        groups = checks.group_mask(mask, self.axes)
+        yield f"kept-fraction/{tag}", checks.kept_fraction(groups, keep)
         yield f"mean/{tag}", checks.mean_preserved(x, y, keep, self.axes)
+        if rate == INDEPENDENCE_RATE:
+            yield from self._independence(tag, x, groups, keep)
         if grad is not None:
             yield f"gradient/{tag}", checks.gradient_matches(x, y, g, grad)
         # the next call continues the stream: it must not reuse or correlate with the mask
@@ -154,12 +241,18 @@ class ApiChecker:
         second = checks.group_mask(checks.kept_mask(y2), self.axes)
         yield f"fresh-mask/{tag}", checks.independent_masks(checks.group_mask(mask, self.axes), second, keep)
 
+    @staticmethod
+    def _p_all_dropped(rate: float, like: np.ndarray, axes: tuple[int, ...]) -> float:
+        """rate ** (number of mask groups): how often a correct dropout drops everything."""
+        groups = int(np.prod([n for a, n in enumerate(np.shape(like)) if a not in axes]))
+        return float(rate) ** groups
+
     def _eval(self, dtype: str) -> Iterator[tuple[str, Outcome]]:
         x, g = make_inputs(self.shape, dtype)
         y, grad = self._call(x, g, self._spec(0.5, dtype, training=False))
         yield f"eval/{dtype}", checks.identity(x, y)
         if grad is not None:
-            yield f"eval-grad/{dtype}", checks.identity(g, grad)
+            yield f"eval-grad/{dtype}", checks.identity(g, grad, out="gradient", ref="grad_out")
 
     def _seed(self, dtype: str) -> Iterator[tuple[str, Outcome]]:
         x, _ = make_inputs(self.shape, dtype)
@@ -175,7 +268,7 @@ class ApiChecker:
             keep = 1.0 - rate
             y, _ = self._call(x, None, self._spec(rate, dtype, scaling="vanilla"))
             tag = f"rate={rate}/{dtype}"
-            yield f"vanilla-train/{tag}", checks.scaled_values(x, y, 1.0)
+            yield f"vanilla-train/{tag}", checks.scaled_values(x, y, 1.0, self._p_all_dropped(rate, y, self.axes))
             yield f"vanilla-kept-fraction/{tag}", checks.kept_fraction(checks.group_mask(checks.kept_mask(y), self.axes), keep)
             y_eval, _ = self._call(x, None, self._spec(rate, dtype, scaling="vanilla", training=False))
             yield f"vanilla-eval/{tag}", checks.scaled_by(x, y_eval, keep)
@@ -187,8 +280,17 @@ class ApiChecker:
         mask = checks.kept_mask(y)
         tag = f"axes={','.join(map(str, axes))}/{dtype}"
         yield f"broadcast-shared/{tag}", checks.mask_shared(mask, axes)
-        yield f"broadcast-values/{tag}", checks.scaled_values(x, y, 1.0 / keep)
+        yield f"broadcast-values/{tag}", checks.scaled_values(x, y, 1.0 / keep, self._p_all_dropped(1 - keep, mask, axes))
         yield f"broadcast-kept-fraction/{tag}", checks.kept_fraction(checks.group_mask(mask, axes), keep)
+        yield f"broadcast-lag/{tag}", checks.lag_agreement(checks.group_mask(mask, axes), keep)
+        yield f"broadcast-position/{tag}", checks.position_uniform(checks.group_mask(mask, axes), keep)
+
+    def _independence(self, tag: str, x: np.ndarray, groups: np.ndarray, keep: float) -> Iterator[tuple[str, Outcome]]:
+        """Independence within the call: lags and offsets, position, |x| (the last only per element)."""
+        yield f"lag/{tag}", checks.lag_agreement(groups, keep)
+        yield f"position/{tag}", checks.position_uniform(groups, keep)
+        if not self.axes:
+            yield f"magnitude/{tag}", checks.magnitude_uniform(x, groups, keep)
 
 
 def check_api(backend: Any, api: str) -> list[CheckRecord]:

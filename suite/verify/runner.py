@@ -10,10 +10,12 @@ from suite import __version__
 from suite.runtime.loader import BackendRef, load_for_worker
 from suite.runtime.worker import DEFAULT_TIMEOUT_S, Task, run_task
 from suite.verify.conformance import check_api
+from suite.verify.coverage import ApiCoverage, coverage
 from suite.verify.known import Divergence, classify, load_known
 from suite.verify.stats import ALPHA_PER_CHECK
 
-STATISTICAL_CHECKS = ("kept-fraction", "mean", "fresh-mask", "broadcast-kept-fraction", "vanilla-kept-fraction")
+STATISTICAL_CHECKS = ("kept-fraction", "mean", "fresh-mask", "broadcast-kept-fraction", "vanilla-kept-fraction",
+                      "lag", "position", "magnitude", "broadcast-lag", "broadcast-position")
 FAILED_STATUSES = ("fail", "error", "crash", "timeout")
 
 
@@ -36,6 +38,7 @@ class VerifyReport:
     records: list[dict[str, str]] = field(default_factory=list)
     stale: list[Divergence] = field(default_factory=list)
     required: bool = False  # the user named the backends: one that cannot run is a failure
+    allow_partial: bool = False  # the user asked for a subset on purpose: uncertified APIs do not fail the run
 
     @property
     def failed(self) -> list[dict[str, str]]:
@@ -50,8 +53,37 @@ class VerifyReport:
         """Named backends that did not run (only counted when the user asked for them by name)."""
         return [b for b in self.backends if b["status"] != "ok"] if self.required else []
 
+    @property
+    def coverage(self) -> list[ApiCoverage]:
+        return coverage(self.records)
+
+    @property
+    def uncertified(self) -> list[ApiCoverage]:
+        return [c for c in self.coverage if not c.certified]
+
+    def counts(self) -> Counter[str]:
+        return Counter(r["status"] for r in self.records)
+
     def exit_code(self) -> int:
-        return 1 if self.failed or self.missing else 0
+        if self.failed or self.missing:
+            return 1
+        return 1 if self.uncertified and not self.allow_partial else 0
+
+    def final_line(self) -> str:
+        """"N passed, M known divergences, K failed" and what was not certified; never "OK"."""
+        c = self.counts()
+        failed = len(self.failed)
+        line = f"verify: {c['pass']} passed, {c['known']} known divergences, {failed} failed, {c['skip']} skipped"
+        apis = self.coverage
+        bad = self.uncertified
+        line += f"; {len(apis) - len(bad)}/{len(apis)} APIs certified"
+        if bad:
+            line += f", not certified: {', '.join(b.api for b in bad)}"
+            if self.allow_partial:
+                line += " (--allow-partial: not a failure)"
+        if self.missing:
+            line += f"; asked for but did not run: {', '.join(b['backend'] for b in self.missing)}"
+        return line
 
     def to_json(self) -> dict[str, Any]:
         n = self.statistical_checks
@@ -66,17 +98,19 @@ class VerifyReport:
             "backends": self.backends,
             "records": self.records,
             "stale_known": [d.__dict__ for d in self.stale],
+            "coverage": [{"api": c.api, "certified": c.certified, "ran": c.ran, "skipped": c.skipped,
+                          "reason": c.reason} for c in self.coverage],
         }
 
 
 def run_verify(refs: list[BackendRef], apis: set[str] | None = None, *, timeout: float = DEFAULT_TIMEOUT_S,
-               required: bool = False) -> VerifyReport:
+               required: bool = False, allow_partial: bool = False) -> VerifyReport:
     """Verify each backend in its own worker; a crash or timeout is recorded and the rest go on.
 
     ``required``: the backends were named by the user, so one that is unavailable fails the run
     (by default every known backend is tried and a missing framework is only reported).
     """
-    report = VerifyReport(required=required)
+    report = VerifyReport(required=required, allow_partial=allow_partial)
     raw: list[dict[str, str]] = []
     for ref in refs:
         result = run_task(Task("verify", ref.ref, {"apis": sorted(apis) if apis else None}, name=ref.name), timeout=timeout)

@@ -9,12 +9,14 @@ Frameworks are seeded where the API allows, so a given run is also reproducible.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
 ALPHA_PER_CHECK = 1e-9
 
 
+@lru_cache(maxsize=4096)  # the independence checks ask for the same few (n, p, alpha) many times
 def binomial_interval(n: int, p: float, alpha: float = ALPHA_PER_CHECK) -> tuple[int, int]:
     """Acceptance region [lo, hi] for K ~ Binomial(n, p): P(K < lo) + P(K > hi) <= alpha.
 
@@ -52,3 +54,41 @@ def hoeffding_halfwidth(ranges: np.ndarray, alpha: float = ALPHA_PER_CHECK) -> f
     """
     total = float(np.sum(np.square(ranges, dtype=np.float64)))
     return math.sqrt(total * math.log(2 / alpha) / 2)
+
+
+def binomial_power(n: int, p0: float, p1: float, alpha: float = ALPHA_PER_CHECK) -> float:
+    """P(K outside the level-alpha region of Binomial(n, p0)) when K ~ Binomial(n, p1): the test's power.
+
+    Exact (the same log-pmf recurrence), so the README's power figures are computed, not guessed.
+    """
+    lo, hi = binomial_interval(n, p0, alpha)
+    log_pmf = _binomial_log_pmf(n, p1)
+    pmf = np.exp(log_pmf - log_pmf.max())
+    pmf /= pmf.sum()
+    return float(pmf[:lo].sum() + pmf[hi + 1:].sum())
+
+
+def binomial_sf(n: int, p: float, k: int) -> float:
+    """P(K >= k) for K ~ Binomial(n, p), exact."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    log_pmf = _binomial_log_pmf(n, p)
+    pmf = np.exp(log_pmf - log_pmf.max())
+    return float(pmf[k:].sum() / pmf.sum())
+
+
+def _binomial_log_pmf(n: int, p: float) -> np.ndarray:
+    k = np.arange(n, dtype=np.float64)
+    steps = np.log((n - k) / (k + 1)) + math.log(p / (1 - p))
+    return np.concatenate(([n * math.log1p(-p)], n * math.log1p(-p) + np.cumsum(steps)))
+
+
+def hoeffding_count_halfwidth(n: np.ndarray | int, alpha: float) -> np.ndarray:
+    """t with P(|K - n p| >= t) <= alpha for K ~ Binomial(n, p), any p: Hoeffding, vectorized over n.
+
+    Used where thousands of counts with different n are tested at once (every offset of the
+    flattened mask): a rigorous bound without one exact interval per n; slightly conservative.
+    """
+    return np.sqrt(np.asarray(n, dtype=np.float64) * math.log(2 / alpha) / 2)

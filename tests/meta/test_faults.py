@@ -1,6 +1,9 @@
 """Each deliberately wrong adapter must be caught by `verify`, by the check meant for it."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from suite.runtime.loader import resolve
@@ -10,7 +13,7 @@ from suite.verify.runner import run_verify
 FAULTS = {
     "ScaleByRate": {"values", "mean"},
     "RateKeepSwapped": {"values", "kept-fraction", "zeros", "identity"},
-    "MaskReused": {"fresh-mask"},
+    "MaskReused": {"fresh-mask", "seed-changes-mask"},
     "GradientUnmasked": {"gradient"},
     "TrainEvalSwapped": {"eval", "values", "zeros"},
     "BroadcastNotShared": {"broadcast-shared"},
@@ -37,3 +40,40 @@ def test_fault_is_caught(fault: str) -> None:
     assert code == 1
     missing = FAULTS[fault] - families
     assert not missing, f"{fault} escaped {sorted(missing)}; failed: {sorted(families)}"
+
+
+@pytest.mark.parametrize("plugin, reason", [("VanillaOnly", "inverted training"), ("AllUnsupported", "no check ran")])
+def test_uncertified_plugin_fails_unless_partial_is_allowed(plugin: str, reason: str) -> None:
+    """An API whose inverted training never ran gets no certificate and exit 1; --allow-partial accepts it."""
+    refs = resolve([f"tests.meta.plugins:{plugin}"])
+    report = run_verify(refs, timeout=120)
+    assert not report.failed
+    assert [c.api for c in report.uncertified] == ["plugin:dropout"] and reason in report.uncertified[0].reason
+    assert report.exit_code() == 1
+    assert "OK" not in report.final_line() and "not certified: plugin:dropout" in report.final_line()
+    assert run_verify(refs, timeout=120, allow_partial=True).exit_code() == 0
+
+
+def test_declared_inplace_dropout_is_certified() -> None:
+    report = run_verify(resolve(["tests.meta.plugins:InplaceDeclared"]), timeout=120)
+    assert report.exit_code() == 0 and not report.uncertified, [r for r in report.failed]
+    assert report.final_line().startswith("verify: ") and " 0 failed" in report.final_line()
+
+
+def test_layout_plugin_of_rank_two_runs() -> None:
+    """A fixed 2-d layout (per-sample dropout) used to crash the worker (only 3-d/4-d shapes existed)."""
+    report = run_verify(resolve(["tests.meta.plugins:CorrectChannelDropout"]), timeout=120)
+    assert report.backends[0]["status"] == "ok" and report.exit_code() == 0, report.failed
+    assert {c.api for c in report.coverage if c.certified} == {"channel:channel2d", "channel:rows2d"}
+
+
+def test_cli_never_says_ok_for_a_backend_that_supports_nothing() -> None:
+    """Every call raises Unsupported: exit 1, 'not certified', counts on the last line; --allow-partial: exit 0."""
+    args = [sys.executable, "-m", "suite.cli", "verify", "--backend", "tests.meta.plugins:AllUnsupported"]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("verify: 0 passed, 0 known divergences, 0 failed") and "not certified: plugin:dropout" in last
+    assert "OK" not in proc.stdout and "NOT CERTIFIED: no check ran" in proc.stdout
+    partial = subprocess.run([*args, "--allow-partial"], capture_output=True, text=True, timeout=300, check=False)
+    assert partial.returncode == 0 and "--allow-partial" in partial.stdout.strip().splitlines()[-1]
