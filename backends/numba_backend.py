@@ -123,7 +123,9 @@ class FusedDropout:
             self.k.fused_forward(x.reshape(-1), y.reshape(-1), mask, key, thr, scale_)
             return y
         self.k.fill_mask(mask, key, thr)
-        self._multiplier = np.where(mask, scale_, x.dtype.type(0)).astype(x.dtype, copy=False)
+        if self._multiplier.size != mask.size or self._multiplier.dtype != x.dtype:
+            self._multiplier = np.zeros(mask.size, dtype=x.dtype)
+        np.multiply(mask, scale_, out=self._multiplier)  # exactly scale or +0.0: where(m, scale, 0)
         self._apply_shared(x, y)
         return y
 
