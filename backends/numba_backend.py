@@ -29,6 +29,10 @@ _DTYPES = ("float32", "float16", "float64")
 _NATIVE = (np.dtype(np.float32), np.dtype(np.float64))
 """dtypes the compiled loops multiply in; float16 takes the mask-then-NumPy path."""
 THRESHOLD_BITS = 32
+THREADING_LAYER = "workqueue"
+"""numba's own thread pool, not OpenMP: on the shared 2-core machine the omp layer's 2-thread fused forward
+took 13.8-17.5 ms (min of 40) against 2.9-6.5 ms with workqueue (results/numba-fused/README.md). Our calls
+come from one Python thread, the case workqueue is made for; NUMBA_THREADING_LAYER overrides it."""
 PREPARE_INPUT_SEED = 20261126
 """Seed of the timing inputs x and grad_out (as numpy's: their values do not matter, only that they are fixed)."""
 
@@ -184,7 +188,10 @@ class NumbaBackend(BaseBackend):
     def _import_framework(self) -> ModuleType:
         if sys.byteorder != "little":  # the float16 path views nothing, but the tests' reference assumes it
             raise Unavailable("numba:fused is defined and tested on little-endian machines only")
-        return super()._import_framework()
+        numba = super()._import_framework()
+        if "NUMBA_THREADING_LAYER" not in os.environ:  # the user's choice wins; else ours, before any parallel launch
+            numba.config.THREADING_LAYER = THREADING_LAYER
+        return numba
 
     def kernels(self) -> ModuleType:
         """backends.numba_kernels (imports numba); Unavailable when numba is missing."""

@@ -248,6 +248,9 @@ def test_pin_threads_sets_numbas_pool(backend):
 
     record = backend.pin_threads(1)
     assert record["numba.get_num_threads"] == 1 == numba.get_num_threads()
+    backend.forward(np.ones(8, np.float32), DropoutSpec(rate=0.5), api="fused")  # launches the pool
+    expected = __import__("os").environ.get("NUMBA_THREADING_LAYER", "workqueue")
+    assert backend.pin_threads(1)["threading_layer"] == expected  # not the omp layer (slow when oversubscribed)
     backend.pin_threads(2)
     assert numba.get_num_threads() == min(2, numba.config.NUMBA_NUM_THREADS)
 
