@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -152,7 +153,7 @@ def test_mask_does_not_depend_on_the_thread_count(kernels, block):
         f"d = FusedDropout(NumbaBackend().kernels(), seed=9); x = np.ones({n}, np.float32)\n"
         "d.forward(x, 0.4, 2.5); d.forward(x, 0.4, 2.5)\n"
         "print(hashlib.sha256(np.packbits(d.mask).tobytes()).hexdigest(), numba.get_num_threads())\n")
-    env = {**__import__("os").environ, "NUMBA_NUM_THREADS": "3"}
+    env = {**os.environ, "NUMBA_NUM_THREADS": "3"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr
     digest, threads = proc.stdout.split()
@@ -249,7 +250,7 @@ def test_pin_threads_sets_numbas_pool(backend):
     record = backend.pin_threads(1)
     assert record["numba.get_num_threads"] == 1 == numba.get_num_threads()
     backend.forward(np.ones(8, np.float32), DropoutSpec(rate=0.5), api="fused")  # launches the pool
-    expected = __import__("os").environ.get("NUMBA_THREADING_LAYER", "workqueue")
+    expected = os.environ.get("NUMBA_THREADING_LAYER", "workqueue")
     assert backend.pin_threads(1)["threading_layer"] == expected  # not the omp layer (slow when oversubscribed)
     backend.pin_threads(2)
     assert numba.get_num_threads() == min(2, numba.config.NUMBA_NUM_THREADS)
