@@ -11,6 +11,7 @@ from pathlib import Path
 
 BUILTIN: dict[str, str] = {
     "numpy": "backends.numpy_backend:NumpyBackend",
+    "numba": "backends.numba_backend:NumbaBackend",
     "torch": "backends.torch_backend:TorchBackend",
     "tensorflow": "backends.tensorflow_backend:TensorflowBackend",
     "mxnet": "backends.mxnet_backend:MxnetBackend",

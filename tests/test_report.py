@@ -102,7 +102,7 @@ def test_summary_at_largest_common_size_with_model_ratios(tmp_path) -> None:
     cells = [c.strip() for c in line.strip("|").split("|")]
     assert cells[2] == f"{model_seconds(6.0, n) / model_seconds(1.0, n):.2f}×"
     assert cells[3] == f"{model_seconds(6.0, n) / model_seconds(2.0, n):.2f}×"
-    assert cells[5] == f"{model_seconds(15.0, n) / model_seconds(1.0, n):.2f}×"
+    assert cells[6] == f"{model_seconds(15.0, n) / model_seconds(1.0, n):.2f}×"
     assert "mxnet did not run (unavailable: synthetic: not installed)" in summary
 
 

@@ -108,7 +108,7 @@ def summary_rows(payload: dict[str, Any]) -> list[list[Any]]:
         info = b["extra_info"]
         if info["backend"] == "baseline":
             base[(info["api"], info["worker"], info["numel"], info["dtype"], info["device"])] = b["stats"]["median"]
-    rows, order = [], []
+    rows, order, timed = [], [], []
     for b in payload["benchmarks"]:
         info = b["extra_info"]
         if info["backend"] == "baseline":
@@ -122,7 +122,19 @@ def summary_rows(payload: dict[str, Any]) -> list[list[Any]]:
                      info["device"], f"{t['seconds'] * 1e6:.1f}", f"{t['gb_per_s']:.2f}",
                      f"{t['elements_per_s'] / 1e6:.0f}",
                      *(f"{t['seconds'] / r:.1f}" if r else "-" for r in ratios)])
+        timed.append(((info["direction"], info["numel"], info["dtype"], info["device"], len(info.get("shape") or ())),
+                      info["api"], t["seconds"]))
+    rows = [row + [f"{x:.2f}" if x == x else "-"] for row, x in zip(rows, best_column(timed))]
     return [row for _, row in sorted(zip(order, rows), key=lambda pair: pair[0])]
+
+
+def best_column(timed: list[tuple[Any, str, float]]) -> list[float]:
+    """x best: time / the fastest API without a known divergence, same direction, size, dtype, device, layout."""
+    from suite.report.build import best_ratios  # noqa: PLC0415
+    from suite.verify.known import load_known  # noqa: PLC0415
+
+    known = {d.api for d in load_known()}
+    return best_ratios(timed, lambda api: api not in known)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -148,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     rows = summary_rows(payload)
     if rows:
         print(table.render(["api", "mode", "direction", "size", "dtype", "device", "median µs", "GB/s", "Melem/s", "x copy",
-                            "x rng32"], rows))
+                            "x rng32", "x best"], rows))
         print("sorted by time within each device, dtype, size and direction; x copy / x rng32: time ÷ the "
               "baseline timed in the same worker process as the row (each worker times its own)")
         print()

@@ -7,6 +7,7 @@ per step, robust to the odd slow round). Derived from it:
 * elements/s = numel / time;
 * x fastest = time / time of the fastest dropout API of the same machine, device, direction, dtype and size
   (baselines excluded from "fastest");
+* x best = time / time of the fastest *conforming* API of the same group (:func:`conformance` says which);
 * x copy, x rng32 = time / time of ``baseline:copy`` / ``baseline:rng32`` of the same machine, device,
   dtype and size, timed in the same worker process (``extra_info.worker``) of the same run; when that
   process did not time one, the median over the workers that did (every caption says how many rows).
@@ -183,6 +184,7 @@ def _rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
                 "iqr_s": float(stats["iqr"]) if _is_number(stats.get("iqr")) else float("nan"),
                 "is_baseline": backend == "baseline" or api.startswith("baseline:"),
                 **bandwidth.row_fields(info, facts),
+                "ndim": len(info.get("shape") or ()),  # the input layout (channel ids are 3-/4-d): × best is like for like
             })
     return rows
 
@@ -262,6 +264,72 @@ def display_frame(df: "pd.DataFrame") -> "pd.DataFrame":
     out["elems_per_s"] = out["numel"] / out["median_s"]
     fastest = out["median_s"].where(~out["is_baseline"]).groupby([out[k] for k in GROUP + ["threads"]]).transform("min")
     out["x_fastest"] = out["median_s"] / fastest
+    return out
+
+
+# ------------------------------------------------------------------------------------ × best
+
+VERIFY_FILE = "verify.json"
+NONCONFORMING = ("fail", "error", "known")
+"""Verify statuses that disqualify an API from being the "best conforming" reference."""
+
+
+def conformance(runs: Sequence[Run]) -> tuple[dict[str, bool], set[str], str]:
+    """What decides which APIs conform: (verdicts from verify.json files, APIs with a known divergence, note).
+
+    An API counts as conforming for × best when the verify.json next to a run's bench json (what
+    ``dropbench run`` writes) has at least one pass and no fail, error or known record for it; an API no
+    verify.json checked conforms unless backends/known_divergences.toml names it (a static notion: the
+    checks are assumed to pass otherwise).
+    """
+    from suite.verify.known import load_known  # noqa: PLC0415 - only reports need the table
+
+    verdicts: dict[str, bool] = {}
+    files, unread = [], []
+    for run in runs:
+        path = run.path.parent / VERIFY_FILE
+        if not path.is_file() or str(path) in files:
+            continue
+        try:
+            records = read_result(path, kind="verify").get("records") or []
+        except ResultFileError as exc:
+            unread.append(f"{exc} (not used for × best)")
+            continue
+        files.append(str(path))
+        for record in records:
+            api, status = str(record.get("api")), record.get("status")
+            if status in NONCONFORMING:
+                verdicts[api] = False
+            elif status == "pass":
+                verdicts.setdefault(api, True)
+    known = {d.api for d in load_known()}
+    source = (f"verify results of {', '.join(files)}, else " if files else "") + "no entry in known_divergences.toml"
+    note = (f"× best = time ÷ time of the fastest conforming API at the same size, dtype, device, threads and input "
+            f"layout (element-wise against element-wise, channel against the same channel layout; conforming: {source})")
+    return verdicts, known, "; ".join([note, *unread])
+
+
+def best_ratios(items: Sequence[tuple[Any, str, float]], conforming: "Any") -> list[float]:
+    """time / fastest conforming time of the same group for each (group key, api, seconds); NaN when none conforms."""
+    best: dict[Any, float] = {}
+    for key, api, seconds in items:
+        if conforming(api) and seconds < best.get(key, math.inf):
+            best[key] = seconds
+    return [seconds / best[key] if key in best else math.nan for key, _, seconds in items]
+
+
+def attach_best(df: "pd.DataFrame", disp: "pd.DataFrame", runs: Sequence[Run], notes: list[str]) -> "pd.DataFrame":
+    """disp plus ``x_best`` (baselines get NaN); appends the note that says what "conforming" meant."""
+    verdicts, known, note = conformance(runs)
+    first = df.drop_duplicates(["machine", "label"]).set_index(["machine", "label"])
+    at = list(zip(disp["machine"], disp["label"]))
+    apis = [first["api"].get(k, k[1]) for k in at]
+    keys = [(*r, first["ndim"].get(k, 0)) for r, k in zip(disp[GROUP + ["threads"]].itertuples(index=False), at)]
+    items = [(k, "" if b else a, t) for k, a, b, t in zip(keys, apis, disp["is_baseline"], disp["median_s"])]
+    ratios = best_ratios(items, lambda api: bool(api) and verdicts.get(api, api not in known))
+    out = disp.copy()
+    out["x_best"] = [math.nan if b else r for b, r in zip(disp["is_baseline"], ratios)]
+    notes.append(note)
     return out
 
 
@@ -427,11 +495,12 @@ def summary_tables(disp: "pd.DataFrame", raw: "pd.DataFrame | None" = None) -> l
             for direction in DIRECTIONS:
                 hit = at[(at["label"] == label) & (at["direction"] == direction)]
                 if hit.empty:
-                    row += ["—", "—", "—"]
+                    row += ["—", "—", "—", "—"]
                 else:
                     r = hit.iloc[0]
                     mark = f" ({FASTEST})" if r.median_s == best[direction] else ""
-                    row += [format_time(r.median_s) + mark, format_ratio(r.x_copy), format_ratio(r.x_rng32)]
+                    row += [format_time(r.median_s) + mark, format_ratio(r.x_copy), format_ratio(r.x_rng32),
+                            format_ratio(getattr(r, "x_best", math.nan))]
             rows.append(row)
         refs = _baseline_spread(raw, at, machine, device, dtype, numel)
         caption = (f"n = {numel:,} elements ({size_label(numel)})"
@@ -439,7 +508,8 @@ def summary_tables(disp: "pd.DataFrame", raw: "pd.DataFrame | None" = None) -> l
                    + (f". × copy / × rng32 divide each row's time by the baselines timed in that row's own worker "
                       f"process, which vary: {refs}" if refs else "; no baselines timed") + ".")
         tables.append(Table(f"{machine} · {device} · {dtype}", caption,
-                            ["API", "forward", "× copy", "× rng32", "fwd+bwd", "× copy", "× rng32"], rows))
+                            ["API", "forward", "× copy", "× rng32", "× best", "fwd+bwd", "× copy", "× rng32", "× best"],
+                            rows))
     return tables
 
 
@@ -610,7 +680,7 @@ def build_report(paths: Sequence[Path | str], out_dir: Path | str, *, plots: boo
         atomic_write_text(files.results_csv, "")
     else:
         atomic_write_text(files.results_csv, df.to_csv(index=False))
-        disp = display_frame(df)
+        disp = attach_best(df, display_frame(df), runs, notes)
         summary = summary_tables(disp, df)
         bw_tables = bandwidth.bandwidth_tables(disp, _largest_common_size, Table)
         base_tables, base_files = baseline_tables(df, disp, out)
