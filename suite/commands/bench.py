@@ -6,7 +6,8 @@ import sys
 from typing import Any
 
 from suite.report import table
-from suite.commands.options import add_backend_options, positive_int, unit_interval, writable_path
+from suite.commands.cluster import run_per_machine
+from suite.commands.options import add_backend_options, add_executor_options, positive_int, unit_interval, writable_path
 
 NAME = "bench"
 HELP = "time forward and forward+backward of every API against copy and RNG baselines (pytest-benchmark)"
@@ -43,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from suite.bench.cases import DEFAULT_RATE, DEFAULT_SIZES, DEFAULT_THREADS, QUICK_SIZES, size_label  # noqa: PLC0415
 
     add_backend_options(parser)
+    add_executor_options(parser)
     parser.set_defaults(timeout=None)  # BenchOptions: 600 s per worker with --quick, 1800 s without
     parser.add_argument("--device", default="cpu", type=_device, metavar="cpu|cuda",
                         help="where to time (cuda without a GPU: every case skipped with the reason)")
@@ -123,6 +125,10 @@ def summary_rows(payload: dict[str, Any]) -> list[list[Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    return run_per_machine(args, _run, paths=("json",))
+
+
+def _run(args: argparse.Namespace) -> int:
     from suite.bench.runner import exit_code, run_bench  # noqa: PLC0415
 
     options = options_from_args(args)

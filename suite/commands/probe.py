@@ -9,7 +9,8 @@ from pathlib import Path
 from suite.report import table
 from suite.runtime.jsonio import atomic_write_json, atomic_write_text, read_result
 from suite.runtime.loader import UsageError, resolve
-from suite.commands.options import add_backend_options, positive_float, validate_apis, writable_path
+from suite.commands.cluster import run_per_machine
+from suite.commands.options import add_backend_options, add_executor_options, positive_float, validate_apis, writable_path
 
 NAME = "probe"
 HELP = "run edge cases (rate 0/1/NaN, int, empty, fp16, eval, ...) and conventions through every API; record what happens"
@@ -29,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from suite.probe.runner import DEFAULT_CASE_TIMEOUT_S, DEFAULT_SEED
 
     add_backend_options(parser)
+    add_executor_options(parser)
     parser.add_argument("--case", action="append", default=[], metavar="ID", help="only these cases (repeatable)")
     parser.add_argument("--seed", type=_seed, default=DEFAULT_SEED, help=f"seed of every seeded call (default {DEFAULT_SEED})")
     parser.add_argument("--case-timeout", type=positive_float, default=DEFAULT_CASE_TIMEOUT_S, metavar="S",
@@ -75,6 +77,10 @@ def _print_summary(payload: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    return run_per_machine(args, _run, paths=("json", "markdown", "csv", "section"), refuse=("readme", "from_json"))
+
+
+def _run(args: argparse.Namespace) -> int:
     from suite.probe.render import (load_notes, matrix_csv, matrix_markdown, relative_link, rewrite_readme,
                                     section_markdown)
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from suite.runtime.jsonio import atomic_write_json, atomic_write_text
 from suite.runtime.loader import BackendRef, resolve
 from suite.runtime.machine import machine_id
-from suite.commands.options import positive_float, positive_int
+from suite.commands.cluster import run_per_machine
+from suite.commands.options import add_executor_options, positive_float, positive_int
 from suite.commands.progress import Progress, progress_bar
 
 NAME = "run"
@@ -30,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=positive_float, default=600.0, metavar="S", help="per-worker timeout")
     parser.add_argument("--skip", action="append", default=[], choices=STAGES, help="leave out a stage (repeatable)")
     parser.add_argument("--no-plots", action="store_true", help="tables only (faster report)")
+    add_executor_options(parser)
 
 
 def _run_dir(root: str | None) -> Path:
@@ -117,6 +119,10 @@ def _bench(refs: list[BackendRef], args: argparse.Namespace, out: Path, bar: Pro
 
 
 def run(args: argparse.Namespace) -> int:
+    return run_per_machine(args, _run)
+
+
+def _run(args: argparse.Namespace) -> int:
     from suite.bench.runner import BenchOptions
 
     refs = resolve(args.backend)

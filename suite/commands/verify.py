@@ -6,7 +6,8 @@ import argparse
 from suite.report import table
 from suite.runtime.jsonio import atomic_write_json
 from suite.runtime.loader import resolve
-from suite.commands.options import add_backend_options, validate_apis, writable_path
+from suite.commands.cluster import run_per_machine
+from suite.commands.options import add_backend_options, add_executor_options, validate_apis, writable_path
 
 NAME = "verify"
 HELP = "check every API of every installed backend against the spec"
@@ -14,11 +15,16 @@ HELP = "check every API of every installed backend against the spec"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_backend_options(parser)
+    add_executor_options(parser)
     parser.add_argument("--json", type=writable_path, metavar="PATH", help="also write the records as JSON")
     parser.add_argument("--all", action="store_true", help="list passing checks too, not only the rest")
 
 
 def run(args: argparse.Namespace) -> int:
+    return run_per_machine(args, _run, paths=("json",))
+
+
+def _run(args: argparse.Namespace) -> int:
     from suite.verify.runner import run_verify, summary_rows
 
     refs = resolve(args.backend)
