@@ -18,8 +18,8 @@ import dataclasses
 import os
 import sys
 import tempfile
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from suite.runtime.executors import Target, node_matches

@@ -71,16 +71,16 @@ class Cluster:
         return {**os.environ, MARKER: self.token, "DROPBENCH_TEST_NODE": node, "DROPBENCH_MACHINE_ID": machine,
                 "DROPBENCH_TOY_DIR": str(self.toy_dir), "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(ROOT)}
 
-    def start_head(self, node: str, machine: str, resources: dict[str, float]) -> None:
+    def start_head(self, node: str, machine: str, resources: dict[str, float], labels: str = "") -> None:
         env = {**self.env(node, machine), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
         cmd = [sys.executable, "-c", KEEP_LOOPBACK, "start", "--head", f"--port={self.port}",
                "--include-dashboard=false", f"--temp-dir={self.temp}", f"--resources={json.dumps(resources)}",
-               *NODE_ARGS]
+               f"--labels={labels}", *NODE_ARGS]
         subprocess.run(cmd, env=env, cwd=ROOT, check=True, capture_output=True, timeout=180)
 
-    def join(self, node: str, machine: str, resources: dict[str, float]) -> None:
+    def join(self, node: str, machine: str, resources: dict[str, float], labels: str = "") -> None:
         cmd = [sys.executable, "-c", KEEP_LOOPBACK, "start", f"--address={self.address}",
-               f"--resources={json.dumps(resources)}", *NODE_ARGS]
+               f"--resources={json.dumps(resources)}", f"--labels={labels}", *NODE_ARGS]
         subprocess.run(cmd, env=self.env(node, machine), cwd=ROOT, check=True, capture_output=True, timeout=180)
 
     def pids(self, node: str | None = None, comm: str | None = None) -> list[int]:
@@ -143,8 +143,8 @@ LOOPBACK = {"0100007F", "0000000000000000FFFF00000100007F", "0000000000000000000
 def cluster():
     c = Cluster()
     try:
-        c.start_head("a", "node-a", {"kind_a": 1})
-        c.join("b", "node-b", {"kind_b": 1})
+        c.start_head("a", "node-a", {"kind_a": 1}, labels="kind=cpu-a")
+        c.join("b", "node-b", {"kind_b": 1}, labels="kind=cpu-b")
         yield c
     finally:
         c.stop()
@@ -168,6 +168,9 @@ def test_a_run_covers_every_node_and_says_which_node_produced_each_result(cluste
     only_b = cluster.dropbench("verify", "--backend", "numpy", "--nodes", "kind_b", "--json", str(tmp_path / "b.json"))
     assert only_b.returncode == 0, only_b.stdout + only_b.stderr
     assert [p.name for p in sorted(tmp_path.glob("b.*.json"))] == ["b.node-b.json"]
+    only_a = cluster.dropbench("verify", "--backend", "numpy", "--nodes", "kind=cpu-a", "--json", str(tmp_path / "a.json"))
+    assert only_a.returncode == 0, only_a.stdout + only_a.stderr
+    assert [p.name for p in sorted(tmp_path.glob("a.*.json"))] == ["a.node-a.json"]
     nobody = cluster.dropbench("verify", "--backend", "numpy", "--nodes", "kind=h200")
     assert nobody.returncode == 2 and "no alive Ray node" in nobody.stderr
 

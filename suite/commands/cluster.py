@@ -13,8 +13,8 @@ import copy
 import io
 import sys
 import threading
-from pathlib import Path
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from suite.runtime.executors import LOCAL, Target, open_cluster, parse_selector, running
 from suite.runtime.loader import UsageError

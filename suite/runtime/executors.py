@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import contextvars
 import importlib
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 from backends import EXECUTORS
