@@ -93,6 +93,19 @@ class Cluster:
                     found.append(int(entry.name))
         return found
 
+    def workers_of(self, node: str) -> list[int]:
+        """The dropbench worker processes (`python -m suite.runtime.worker`) still alive on ``node``."""
+        alive = []
+        for pid in self.pids(node):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue
+            if b"suite.runtime.worker" in cmdline and state != "Z":
+                alive.append(pid)
+        return alive
+
     def kill(self, node: str | None = None, comm: str | None = None) -> int:
         pids = self.pids(node, comm)
         for pid in pids:
@@ -196,6 +209,10 @@ def test_a_killed_node_costs_only_its_unit_which_moves_to_a_node_of_its_kind(clu
         victim = first.read_text()
         assert cluster.kill(victim, comm="raylet") == 1
         thread.join(timeout=600)
+        deadline = time.monotonic() + 30
+        while cluster.workers_of(victim) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert cluster.workers_of(victim) == [], "the killed node's dropbench worker runs on"
         return result[0], victim
 
     out, _ = run_and_kill("retried.json")

@@ -5,15 +5,21 @@ import dataclasses
 import json
 import sys
 import threading
+from typing import ClassVar
 
 import pytest
 
 from suite import cli
+from suite.commands.cluster import per_machine_path
 from suite.runtime import executors
 from suite.runtime.executors import LocalExecutor, Target, node_matches, parse_selector
 from suite.runtime.loader import BackendRef, UsageError
-from suite.runtime.machine import machine_facts, machine_id, reset_running_on, running_on
-from suite.commands.cluster import per_machine_path
+from suite.runtime.machine import (
+    machine_facts,
+    machine_id,
+    reset_running_on,
+    running_on,
+)
 
 EXAMPLE = "backends.example_plugin:ExampleDropout"
 
@@ -90,7 +96,7 @@ class FakeCluster:
     """Two machine kinds, both this machine: exercises the fan-out without an engine."""
 
     name = "fake"
-    opened: list["FakeCluster"] = []
+    opened: ClassVar[list[FakeCluster]] = []
 
     def __init__(self, address, selectors) -> None:
         self.closed = False
