@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -120,6 +121,7 @@ class Cluster:
             if not self.kill():
                 break
             time.sleep(0.5)
+        shutil.rmtree(self.temp, ignore_errors=True)
 
     def listening_addresses(self) -> set[str]:
         """Local addresses of the LISTEN sockets our processes hold (from /proc/net/tcp{,6})."""
