@@ -25,6 +25,12 @@ BUILTIN: dict[str, str] = {
     "triton-interp": "backends.triton_backend:TritonInterpreted",  # the same kernel in Triton's interpreter, CPU
 }
 
+EXECUTORS: dict[str, str] = {
+    "ray": "backends.ray_executor:RayCluster",
+}
+"""Cluster engines for ``--executor NAME`` (suite/runtime/executors.py); like the frameworks, the harness
+never names them, and each adapter imports its engine only when it is used."""
+
 DATA_DIR = Path(__file__).resolve().parent
 """Framework knowledge kept as data lives here, next to the adapters, not in the harness."""
 KNOWN_DIVERGENCES_FILE = DATA_DIR / "known_divergences.toml"

@@ -37,10 +37,11 @@ from suite.bench.cases import (
     peak_bytes,
     size_label,
 )
+from suite.runtime.executors import dispatch
 from suite.runtime.jsonio import ResultFileError, atomic_write_json, read_result
 from suite.runtime.loader import BackendRef, UsageError, resolve, validate_apis
 from suite.runtime.threads import thread_env
-from suite.runtime.worker import Task, WorkerResult, run_task
+from suite.runtime.worker import Task, WorkerResult
 from suite.runtime.worker import file_stem as _safe
 
 BENCH_FILE = Path(__file__).resolve().with_name("bench_dropout.py")
@@ -146,6 +147,7 @@ class WorkerRun:
     benchmarks: list[dict[str, Any]] = field(default_factory=list)
     cases: list[dict[str, Any]] = field(default_factory=list)  # skipped / failed / interrupted cases
     reported: bool = False  # the worker's conftest wrote its backend event (it got as far as loading)
+    ran_on: dict[str, Any] = field(default_factory=lambda: {"executor": "local"})  # executor and node
 
     @classmethod
     def from_payload(cls, entry: dict[str, Any], payload: dict[str, Any]) -> "WorkerRun":
@@ -153,7 +155,7 @@ class WorkerRun:
         worker = entry["worker"]
         return cls(entry["backend"], entry["ref"], status=entry["status"], worker=worker, python=entry["python"],
                    reason=entry["reason"], versions=entry["versions"], threads=entry["threads"],
-                   seconds=entry["seconds"],
+                   seconds=entry["seconds"], ran_on=entry.get("ran_on") or {"executor": "local"},
                    pytest_json={k: payload[k] for k in ("machine_info", "commit_info", "version") if k in payload},
                    benchmarks=[b for b in payload["benchmarks"] if b["extra_info"].get("worker") == worker],
                    cases=[c for c in payload["skipped"] if c.get("worker") == worker], reported=True)
@@ -165,7 +167,7 @@ class WorkerRun:
                 "threads": self.threads, "seconds": round(self.seconds, 2), "benchmarks": len(own),
                 "baselines": len(self.benchmarks) - len(own),
                 "skipped": sum(c["status"] == "skipped" for c in self.cases),
-                "errors": sum(c["status"] != "skipped" for c in self.cases)}
+                "errors": sum(c["status"] != "skipped" for c in self.cases), "ran_on": self.ran_on}
 
 
 def pytest_command(part_json: Path, profile: str, python: str, task_file: Path) -> list[str]:
@@ -190,13 +192,16 @@ def run_worker(ref: BackendRef, options: BenchOptions, parts: Path, progress: Pr
                 devices=(options.device,), apis=tuple(options.apis), rate=options.rate, threads=options.threads,
                 worker=ref.name, bare_loop=options.bare_loop)
     task = Task("bench", ref.ref, {"plan": plan.to_json()}, name=ref.name)
-    result = run_task(task, timeout=options.timeout, env=thread_env(options.threads), workdir=parts,
-                      command=lambda python, task_file: pytest_command(part_json, options.profile, python, task_file),
+    result = dispatch(task, timed=True, timeout=options.timeout, env=thread_env(options.threads), workdir=parts,
+                      # next to the task file: the work folder may be on another node (--executor)
+                      command=lambda python, task_file: pytest_command(task_file.with_name(part_json.name),
+                                                                       options.profile, python, task_file),
                       progress=(lambda line: progress(f"{ref.name}: running {line}")) if progress else None,
                       ok_codes=(0, 1, 5))
     if result.status == "unavailable":  # its environment is not built: no worker, the reason says how to build it
-        return WorkerRun(ref.name, ref.name, status="unavailable", reason=result.detail, worker=ref.name)
-    run = WorkerRun(ref.name, ref.name, seconds=result.seconds, python=result.python)
+        return WorkerRun(ref.name, ref.name, status="unavailable", reason=result.detail, worker=ref.name,
+                         ran_on=result.where)
+    run = WorkerRun(ref.name, ref.name, seconds=result.seconds, python=result.python, ran_on=result.where)
     _collect(run, part_json, result.events)
     log = parts / f"{_safe(ref.name)}.log"
     if result.status in ("timeout", "crash") or not run.reported:

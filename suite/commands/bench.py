@@ -5,7 +5,8 @@ import argparse
 import sys
 from typing import Any
 
-from suite.commands.options import add_backend_options, positive_int, unit_interval, writable_path
+from suite.commands.cluster import run_per_machine
+from suite.commands.options import add_backend_options, add_executor_options, positive_int, unit_interval, writable_path
 from suite.report import table
 from suite.runtime.loader import select
 
@@ -44,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from suite.bench.cases import DEFAULT_RATE, DEFAULT_SIZES, DEFAULT_THREADS, QUICK_SIZES, size_label  # noqa: PLC0415
 
     add_backend_options(parser)
+    add_executor_options(parser)
     parser.set_defaults(timeout=None)  # BenchOptions: 600 s per worker with --quick, 1800 s without
     parser.add_argument("--device", default="cpu", type=_device, metavar="cpu|cuda",
                         help="where to time (cuda without a GPU: every case skipped with the reason)")
@@ -138,6 +140,10 @@ def best_column(timed: list[tuple[Any, str, float]]) -> list[float]:
 
 
 def run(args: argparse.Namespace) -> int:
+    return run_per_machine(args, _run, paths=("json",))
+
+
+def _run(args: argparse.Namespace) -> int:
     from suite.bench.runner import exit_code, run_bench  # noqa: PLC0415
 
     options = options_from_args(args)

@@ -74,3 +74,15 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api", action="append", default=[], metavar="BACKEND:API",
                         help="only these API ids (repeatable); without --backend, only their backends start")
     parser.add_argument("--timeout", type=positive_float, default=600.0, metavar="S", help="per-worker timeout in seconds")
+
+
+def add_executor_options(parser: argparse.ArgumentParser) -> None:
+    """--executor/--address/--nodes, the same for every command that can run on a cluster."""
+    from suite.runtime.executors import LOCAL, known_executors  # noqa: PLC0415 - keeps `--help` import-light
+
+    parser.add_argument("--executor", default=LOCAL, metavar="NAME|module:attr",
+                        help=f"where workers run: {', '.join(known_executors())} (default {LOCAL}: this machine); "
+                             "a cluster runs every backend once on each machine kind of the selected nodes")
+    parser.add_argument("--address", metavar="HOST:PORT", help="the cluster's head (default: the engine's own default)")
+    parser.add_argument("--nodes", action="append", default=[], metavar="KEY=VALUE|KEY",
+                        help="only nodes with this label (KEY=VALUE) or label/custom resource (KEY); repeatable, all must hold")

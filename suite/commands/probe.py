@@ -6,7 +6,8 @@ import sys
 from collections import OrderedDict
 from pathlib import Path
 
-from suite.commands.options import add_backend_options, positive_float, validate_apis, writable_path
+from suite.commands.cluster import run_per_machine
+from suite.commands.options import add_backend_options, add_executor_options, positive_float, validate_apis, writable_path
 from suite.report import table
 from suite.runtime.jsonio import atomic_write_json, atomic_write_text, read_result
 from suite.runtime.loader import UsageError, resolve, select
@@ -29,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from suite.probe.runner import DEFAULT_CASE_TIMEOUT_S, DEFAULT_SEED
 
     add_backend_options(parser)
+    add_executor_options(parser)
     parser.add_argument("--case", action="append", default=[], metavar="ID", help="only these cases (repeatable)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="cuda: also run the GPU cases (cuda:*), n/a with the reason for an API that sees no GPU")
@@ -94,6 +96,10 @@ def _print_summary(payload: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    return run_per_machine(args, _run, paths=("json", "markdown", "csv", "section"), refuse=("readme", "from_json"))
+
+
+def _run(args: argparse.Namespace) -> int:
     from suite.probe.render import load_notes, matrix_csv, matrix_markdown, relative_link, rewrite_readme, section_markdown
 
     _check_args(args)

@@ -18,7 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from suite.commands.options import positive_float, positive_int
+from suite.commands.cluster import run_per_machine
+from suite.commands.options import add_executor_options, positive_float, positive_int
 from suite.commands.progress import Progress, progress_bar
 from suite.runtime.jsonio import ResultFileError, atomic_write_json, atomic_write_text, read_result
 from suite.runtime.loader import BackendRef, UsageError, resolve
@@ -44,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", metavar="DIR", type=_resumable,
                         help="continue the interrupted run in DIR (a folder of an earlier `dropbench run`): keep its "
                              "finished stages and bench backends, run the rest with the options it was started with")
+    add_executor_options(parser)
 
 
 def _resumable(text: str) -> Path:
@@ -186,6 +188,10 @@ def _resumed_state(args: argparse.Namespace) -> dict | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    return run_per_machine(args, _run)
+
+
+def _run(args: argparse.Namespace) -> int:
     from suite.bench.runner import BenchOptions
 
     resumed = _resumed_state(args)  # first: --resume replaces the options by the run's own

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from suite.commands.options import add_backend_options, validate_apis, writable_path
+from suite.commands.cluster import run_per_machine
+from suite.commands.options import add_backend_options, add_executor_options, validate_apis, writable_path
 from suite.report import table
 from suite.runtime.jsonio import atomic_write_json
 from suite.runtime.loader import resolve, select
@@ -14,6 +15,7 @@ HELP = "check every API of every installed backend against the spec"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_backend_options(parser)
+    add_executor_options(parser)
     parser.add_argument("--json", type=writable_path, metavar="PATH", help="also write the records as JSON")
     parser.add_argument("--all", action="store_true", help="list passing checks too, not only the rest (details uncut)")
     parser.add_argument("--verbose", "-v", action="store_true", help="show every detail uncut (framework errors whole)")
@@ -22,6 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    return run_per_machine(args, _run, paths=("json",))
+
+
+def _run(args: argparse.Namespace) -> int:
     from suite.verify.runner import run_verify, summary_rows
 
     refs = resolve(select(args.backend, args.api))  # an API id implies its backend: only its worker starts

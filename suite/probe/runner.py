@@ -30,9 +30,10 @@ from suite import __version__
 from suite.probe import cases as probes
 from suite.probe.cases import Case
 from suite.runtime.environments import declaration
+from suite.runtime.executors import dispatch
 from suite.runtime.loader import BackendRef, load_for_worker
 from suite.runtime.machine import machine_facts, machine_id
-from suite.runtime.worker import DEFAULT_TIMEOUT_S, Journal, Task, WorkerResult, run_task
+from suite.runtime.worker import DEFAULT_TIMEOUT_S, Journal, Task, WorkerResult
 from suite.spec import DropoutSpec
 
 DEFAULT_SEED = 20260101
@@ -163,6 +164,7 @@ class BackendRun:
     plan: list[Pair] = field(default_factory=list)
     records: dict[Pair, dict[str, Any]] = field(default_factory=dict)
     workers: int = 0
+    ran_on: list[dict[str, Any]] = field(default_factory=list)  # which executor and node ran each worker
 
 
 def _read_journal(events: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, list[Pair], list[dict[str, Any]]]:
@@ -201,11 +203,12 @@ def run_backend(ref: BackendRef, mode: str, *, apis: set[str] | None, cases: lis
             watchdog = Path(tmp) / f"watchdog-{attempt}.txt"
             options = {"mode": mode, "apis": sorted(apis) if apis else None, "cases": cases, "seed": seed,
                        "todo": todo, "watchdog": str(watchdog), "case_timeout": case_timeout, "device": device}
-            result = run_task(Task("probe", ref.ref, options, name=ref.name), timeout=timeout)
+            result = dispatch(Task("probe", ref.ref, options, name=ref.name), timeout=timeout)
             if result.status == "unavailable":  # its environment is not built: no worker started
                 run.status, run.reason = "unavailable", result.detail
                 return run
             run.workers += 1
+            run.ran_on.append(result.where)
             header, started, done = _read_journal(result.events)
             if header is not None and attempt == 0:
                 run.name = header.get("backend", ref.name)
@@ -300,7 +303,7 @@ def run_probe(refs: list[BackendRef], apis: set[str] | None = None, cases: list[
             records.update(merge_process_runs(first, second))
             workers += first.workers + second.workers
         report.backends.append({"backend": main.name, "ref": ref.name, "status": main.status, "reason": main.reason,
-                                "apis": main.apis, "workers": workers})
+                                "apis": main.apis, "workers": workers, "ran_on": main.ran_on})
         environment = declaration(ref.ref)[0]
         # a worker environment has its own numpy, keras, ...: its versions are marked, never mixed in
         report.versions.update({(f"{k} ({environment} env)" if environment else k): v for k, v in main.versions.items()})

@@ -82,6 +82,7 @@ class WorkerResult:
     seconds: float = 0.0
     python: str = ""
     output: str = ""  # the tail of the worker's stdout and stderr
+    where: dict[str, Any] = field(default_factory=lambda: {"executor": "local"})  # which executor and node ran it
 
 
 def worker_env(extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from suite import __version__
+from suite.runtime.executors import dispatch
 from suite.runtime.loader import BackendRef, load_for_worker
-from suite.runtime.worker import DEFAULT_TIMEOUT_S, Task, run_task
+from suite.runtime.worker import DEFAULT_TIMEOUT_S, Task
 from suite.verify.conformance import check_api
 from suite.verify.coverage import ApiCoverage, coverage
 from suite.verify.known import Divergence, classify, load_known
@@ -113,21 +114,22 @@ def run_verify(refs: list[BackendRef], apis: set[str] | None = None, *, timeout:
     report = VerifyReport(required=required, allow_partial=allow_partial)
     raw: list[dict[str, str]] = []
     for ref in refs:
-        result = run_task(Task("verify", ref.ref, {"apis": sorted(apis) if apis else None}, name=ref.name), timeout=timeout)
+        result = dispatch(Task("verify", ref.ref, {"apis": sorted(apis) if apis else None}, name=ref.name), timeout=timeout)
         if result.status == "unavailable":  # its environment is not built: no worker ran, nothing failed
             report.backends.append({"backend": ref.name, "ref": ref.name, "status": "unavailable", "reason": result.detail,
-                                    "versions": {}})
+                                    "versions": {}, "ran_on": result.where})
             continue
         if result.status != "ok" or result.payload is None:
             report.backends.append({"backend": ref.name, "ref": ref.name, "status": result.status, "reason": result.detail,
-                                    "versions": {}})
+                                    "versions": {}, "ran_on": result.where})
             raw.append({"backend": ref.name, "api": f"{ref.name}:*", "check": "worker", "status": result.status,
                         "detail": result.detail})
             continue
         payload = result.payload
         status = "ok" if payload["available"] else "unavailable"
         report.backends.append({"backend": payload["backend"], "ref": ref.name, "status": status, "reason": payload["reason"],
-                                "versions": payload["versions"], "python": payload.get("python")})
+                                "versions": payload["versions"], "python": payload.get("python"),
+                                "ran_on": result.where})
         raw.extend(payload["records"])
     ran = {r["api"] for r in raw if r["check"] != "worker"}
     report.records, report.stale = classify(raw, load_known(), ran)
