@@ -88,7 +88,8 @@ def test_main_environment_backends_and_plugins_use_this_interpreter(env_root) ->
 def test_verify_reports_missing_environment_and_fails_only_when_asked_by_name(env_root) -> None:
     named = run_verify(resolve(["jax"]), required=True)
     assert named.backends == [{"backend": "jax", "ref": "jax", "status": "unavailable", "versions": {},
-                               "reason": "environment 'jax' not created: run `dropbench env create jax`"}]
+                               "reason": "environment 'jax' not created: run `dropbench env create jax`",
+                               "ran_on": {"executor": "local"}}]
     assert named.exit_code() == 1 and named.records == []
     assert run_verify(resolve(["jax"]), required=False).exit_code() == 0
 
