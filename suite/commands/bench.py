@@ -63,6 +63,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bare-loop", action="store_true",
                         help="also time every case (and baseline) with a bare loop (15 rounds of >= 20 ms) right after "
                              "pytest-benchmark, in the same process, and print the harness overhead")
+    parser.add_argument("--processes", type=positive_int, default=0, metavar="K",
+                        help="fresh worker processes per backend; the reported time is the median over them "
+                             "(default 3 with --quick, 5 without)")
+    parser.add_argument("--no-interleave", dest="interleave", action="store_false",
+                        help="skip the interleaved rounds after pytest-benchmark's (the per-process figure is then "
+                             "pytest-benchmark's median and no same-round baseline ratio exists)")
     parser.add_argument("--require-device", action="store_true",
                         help="exit 1 when nothing could be timed on --device (default: skip with the reason)")
 
@@ -84,7 +90,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
     options = BenchOptions(backends=tuple(args.backend), apis=tuple(args.api), device=args.device, sizes=sizes,
                            dtypes=dtypes, threads=args.threads, quick=args.quick, timeout=args.timeout,
                            rate=args.rate, require_device=args.require_device, resume=args.resume,
-                           bare_loop=args.bare_loop,
+                           bare_loop=args.bare_loop, processes=args.processes, interleave=args.interleave,
                            json_path=str(args.json) if args.json else None)
     return options.validated()
 
@@ -98,9 +104,15 @@ def default_json_path() -> str:
     return f"results/{machine_id()}/bench-{stamp}.json"
 
 
+SUMMARY_HEADERS = ["api", "mode", "direction", "size", "dtype", "device", "median µs", "GB/s", "Melem/s", "x copy",
+                   "x rng32", "procs", "spread %", "rel IQR %", "rounds", "stable"]
+
+
 def summary_rows(payload: dict[str, Any]) -> list[list[Any]]:
-    """One row per timed API case: median time, GB/s and the ratios to the same worker's baselines."""
+    """One row per timed API case: median time (over processes), GB/s, the ratios to the same worker's
+    baselines (per-sweep interleaved neighbours where recorded, else ratio of medians) and stability."""
     from suite.bench.cases import size_label, throughput  # noqa: PLC0415
+    from suite.bench.stability import diagnose, percent  # noqa: PLC0415
 
     base: dict[tuple, float] = {}
     for b in payload["benchmarks"]:
@@ -114,12 +126,37 @@ def summary_rows(payload: dict[str, Any]) -> list[list[Any]]:
             continue
         t = throughput(b["stats"], info)
         key = (info["worker"], info["numel"], info["dtype"], info["device"])
-        ratios = [base.get((f"baseline:{name}", *key)) for name in ("copy", "rng32")]
+        ratios = []
+        for name in ("copy", "rng32"):
+            neighbour, median = info.get(f"ratio_{name}"), base.get((f"baseline:{name}", *key))
+            ratios.append(f"{neighbour:.1f}" if neighbour else (f"{t['seconds'] / median:.1f}" if median else "-"))
+        diag = diagnose(b)
         rows.append([info["api"], info["mode"], info["direction"], size_label(info["numel"]), info["dtype"],
                      info["device"], f"{t['seconds'] * 1e6:.1f}", f"{t['gb_per_s']:.2f}",
-                     f"{t['elements_per_s'] / 1e6:.0f}",
-                     *(f"{t['seconds'] / r:.1f}" if r else "-" for r in ratios)])
+                     f"{t['elements_per_s'] / 1e6:.0f}", *ratios, str(len(info.get("processes") or [])),
+                     percent(diag.spread), percent(diag.rel_iqr), str(diag.rounds),
+                     "! " + "; ".join(diag.reasons) if diag.unstable else "ok"])
     return rows
+
+
+def print_diagnostics(payload: dict[str, Any]) -> None:
+    """Machine noise from the baselines, and the scaling fit (a + b·n) per API and direction."""
+    from suite.bench.stability import CV_LIMIT, MAX_LIMIT, MIN_LIMIT, SPREAD_LIMIT, machine_noise, percent  # noqa: PLC0415
+    from suite.report.fit import FIT_HEADERS, fit_rows  # noqa: PLC0415
+
+    noise = machine_noise(payload["benchmarks"])
+    if noise["baseline_rows"]:
+        print(f"machine noise (baselines, {noise['baseline_rows']} rows): {percent(noise['rel_iqr'])} % relative IQR "
+              f"within a process, {percent(noise['spread'])} % between processes ((max-min)/median); "
+              f"{noise['unstable_rows']} baseline row(s) unstable")
+    print(f"stable: '!' marks a row like `pyperf check` would: stdev > {CV_LIMIT:.0%} of the mean, min < "
+          f"{MIN_LIMIT}x or max > {MAX_LIMIT}x the median, or processes more than {SPREAD_LIMIT:.0%} apart; "
+          "x copy / x rng32: median of per-round ratios to the same process's interleaved baselines")
+    fits = fit_rows(payload["benchmarks"])
+    if fits:
+        print()
+        print("scaling fit t = a + b·n over the measured sizes (a: per-call overhead, b: per-element cost)")
+        print(table.render(list(FIT_HEADERS), fits))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -144,8 +181,8 @@ def run(args: argparse.Namespace) -> int:
     payload = run_bench(options, progress)
     rows = summary_rows(payload)
     if rows:
-        print(table.render(["api", "mode", "direction", "size", "dtype", "device", "median µs", "GB/s", "Melem/s", "x copy",
-                            "x rng32"], rows))
+        print(table.render(SUMMARY_HEADERS, rows))
+        print_diagnostics(payload)
         print()
     from suite.bench.cases import OVERHEAD_HEADERS, harness_overhead  # noqa: PLC0415
 
