@@ -397,6 +397,8 @@ def test_fit_flags_a_size_off_the_line_and_two_sizes_are_exact() -> None:
     times[2] *= 1.6
     assert fit_line(sizes, times).verdict.startswith("bad")
     assert fit_line(sizes[:2], times[:2]).verdict == "2 sizes: exact"
+    # per-element cost 3x higher at the large size (out of cache): the line's overhead goes negative
+    assert fit_line([2**16, 2**22], [1e-9 * 2**16, 3e-9 * 2**22]).verdict.startswith("bad: negative")
     assert fit_line([64, 64], [1.0, 1.0]).verdict == "too few sizes"
 
 

@@ -11,14 +11,14 @@ ones to 1.0, so every consecutive pair of runs (i, i+1) is
 * an A/A pair for every numpy, torch and baseline row (that code did not change), and
 * a detection trial for the calib25 / calib10 rows (oriented so that "old" is the 1.0 run).
 
-``analyze --pairs all`` (default) also uses every other pair of runs: any two runs are an A/A pair
-for the unchanged backends, and any (unslowed, slowed) pair is a trial. Pairs share runs, so they are
+``analyze --pairs all`` (default) uses every (unslowed, slowed) pair of runs, 30 with 11 runs: each is
+an A/A pair for the unchanged backends and a trial for the plugins. Pairs share runs, so they are
 not independent; the spread over pairs understates the uncertainty. ``analyze`` runs suite.report.compare.compare_runs on every pair for a grid of settings and writes
 ``calibration.json`` and ``calibration.md`` next to the runs: the A/A flag rate (mean and standard
 deviation over pairs), and the fraction of trials in which the plugins' 2^22 rows were flagged as
-regressions. Also for the first k processes only (k = 1, 2, 3), which is how the quick default
-``--processes`` was chosen. The default threshold is the smallest grid step whose mean A/A rate
-stays below 1 row in 40.
+regressions. Also for the first k processes only (k = 1, 2, 3), and per clock (wall, CPU) and
+normalization. compare's defaults are the setting with the highest 25 % detection at 2^22 among
+those whose mean A/A rate is at most 1 row in 20.
 """
 from __future__ import annotations
 
@@ -95,8 +95,8 @@ def first_processes(payload: dict[str, Any], k: int) -> dict[str, Any]:
 def _pairs(runs: list[dict[str, Any]], how: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """Pairs of runs, (unslowed, slowed) where their parities differ.
 
-    consecutive: (0,1), (2,1), (2,3), ...; aa: every pair i < j (A/A for the unchanged backends);
-    trials: every (even, odd) pair (a detection trial for the plugins)."""
+    consecutive: (0,1), (2,1), (2,3), ...; otherwise every (even, odd) pair (6 x 5 = 30 with 11 runs),
+    used both as A/A pairs for the unchanged backends and as detection trials for the plugins."""
     if how == "consecutive":
         return [(runs[i], runs[i + 1]) if i % 2 == 0 else (runs[i + 1], runs[i]) for i in range(len(runs) - 1)]
     if how == "aa":
@@ -139,14 +139,18 @@ def evaluate(aa_pairs, trial_pairs, *, k: int, normalize: str, clock: str, thres
             "trials": {name: {str(n): len(v) for n, v in by.items()} for name, by in hits.items()}}
 
 
-def measured_factor(pairs) -> dict[str, list[float]]:
-    """The slowdown the plugins really caused: per pair, new/old of the process-median CPU seconds at 2^22."""
-    out: dict[str, list[float]] = {name: [] for name in SLOW}
+def measured_factor(pairs) -> dict[str, dict[str, list[float]]]:
+    """What the plugins' slowdown looked like at 2^22: per trial, the ratio new/old of the medians over
+    processes, for each clock and normalization (their work factor is known: 1.25 and 1.10)."""
+    out: dict[str, dict[str, list[float]]] = {name: {} for name in SLOW}
     for old, new in pairs:
-        for r in compare_runs(old, new, normalize="none", threshold=0.0, alpha=1.0, clock="cpu"):
-            backend = str(r.key[0]).split(":")[0]
-            if backend in SLOW and r.key[4] == BIG and r.ratio:
-                out[backend].append(round(r.ratio, 3))
+        for clock in CLOCKS:
+            for norm in NORMALIZE:
+                for r in compare_runs(old, new, normalize=norm, threshold=0.0, alpha=1.0, clock=clock,
+                                      apis=("calib25:fast", "calib10:fast")):
+                    backend = str(r.key[0]).split(":")[0]
+                    if r.key[4] == BIG and r.ratio:
+                        out[backend].setdefault(f"{clock}/{norm}", []).append(round(r.ratio, 3))
     return out
 
 
@@ -199,8 +203,8 @@ def main() -> int:
     a = sub.add_parser("analyze")
     a.add_argument("folder")
     a.add_argument("--pairs", choices=("all", "consecutive"), default="all",
-                   help="all: every pair of runs for A/A and every (unslowed, slowed) pair as a trial (pairs share "
-                        "runs, so they are not independent); consecutive: only neighbouring runs")
+                   help="all: every (unslowed, slowed) pair, as A/A pair and as trial (pairs share runs, so they "
+                        "are not independent); consecutive: only neighbouring runs")
     args = parser.parse_args()
     return run(args) if args.cmd == "run" else analyze(args)
 

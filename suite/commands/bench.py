@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from typing import Any
 
@@ -54,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS, metavar="N",
                         help=f"CPU threads every framework is pinned to (default {DEFAULT_THREADS}, the same for all)")
     parser.add_argument("--rate", type=unit_interval, default=DEFAULT_RATE, metavar="P", help="dropout rate (default 0.5)")
-    parser.add_argument("--quick", action="store_true", help="two sizes (2^16, 2^22), few rounds: about 30-50 s for every backend on 2 cores")
+    parser.add_argument("--quick", action="store_true", help="two sizes (2^16, 2^22), few rounds, 3 processes per backend")
     parser.add_argument("--json", type=writable_path, metavar="PATH",
                         help="merged result file (default results/<machine-id>/bench-<time>.json)")
     parser.add_argument("--resume", action="store_true",
@@ -104,8 +105,8 @@ def default_json_path() -> str:
     return f"results/{machine_id()}/bench-{stamp}.json"
 
 
-SUMMARY_HEADERS = ["api", "mode", "direction", "size", "dtype", "device", "median µs", "GB/s", "Melem/s", "x copy",
-                   "x rng32", "procs", "spread %", "rel IQR %", "rounds", "stable"]
+SUMMARY_HEADERS = ["api", "mode", "direction", "size", "dtype", "device", "median µs", "CPU µs", "GB/s", "Melem/s",
+                   "x copy", "x rng32", "procs", "spread %", "rel IQR %", "rounds", "stable"]
 
 
 def summary_rows(payload: dict[str, Any]) -> list[list[Any]]:
@@ -131,8 +132,10 @@ def summary_rows(payload: dict[str, Any]) -> list[list[Any]]:
             neighbour, median = info.get(f"ratio_{name}"), base.get((f"baseline:{name}", *key))
             ratios.append(f"{neighbour:.1f}" if neighbour else (f"{t['seconds'] / median:.1f}" if median else "-"))
         diag = diagnose(b)
+        cpu = [p["cpu_median"] for p in info.get("processes") or [] if p.get("cpu_median")]
         rows.append([info["api"], info["mode"], info["direction"], size_label(info["numel"]), info["dtype"],
-                     info["device"], f"{t['seconds'] * 1e6:.1f}", f"{t['gb_per_s']:.2f}",
+                     info["device"], f"{t['seconds'] * 1e6:.1f}",
+                     f"{statistics.median(cpu) * 1e6:.1f}" if cpu else "-", f"{t['gb_per_s']:.2f}",
                      f"{t['elements_per_s'] / 1e6:.0f}", *ratios, str(len(info.get("processes") or [])),
                      percent(diag.spread), percent(diag.rel_iqr), str(diag.rounds),
                      "! " + "; ".join(diag.reasons) if diag.unstable else "ok"])
@@ -151,7 +154,8 @@ def print_diagnostics(payload: dict[str, Any]) -> None:
               f"{noise['unstable_rows']} baseline row(s) unstable")
     print(f"stable: '!' marks a row like `pyperf check` would: stdev > {CV_LIMIT:.0%} of the mean, min < "
           f"{MIN_LIMIT}x or max > {MAX_LIMIT}x the median, or processes more than {SPREAD_LIMIT:.0%} apart; "
-          "x copy / x rng32: median of per-round ratios to the same process's interleaved baselines")
+          "x copy / x rng32: median of per-round ratios to the same process's interleaved baselines; "
+          "CPU µs: the same rounds in process CPU time (far below the median: the processes waited for a core)")
     fits = fit_rows(payload["benchmarks"])
     if fits:
         print()

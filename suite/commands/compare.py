@@ -67,7 +67,8 @@ def _time(seconds: float | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from suite.report.build import load_run  # noqa: PLC0415 - validation only; pandas is not imported
-    from suite.report.compare import NORMAL_MIN_ROUNDS, compare_runs, counts, exit_code  # noqa: PLC0415
+    from suite.report.compare import (CALIBRATION, DEFAULT_ALPHA, DEFAULT_CLOCK, DEFAULT_NORMALIZE,  # noqa: PLC0415
+                                      DEFAULT_THRESHOLD, NORMAL_MIN_ROUNDS, compare_runs, counts, exit_code)
     from suite.runtime.loader import UsageError  # noqa: PLC0415
 
     old = load_run(args.old).payload
@@ -98,10 +99,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"\ncompare: {', '.join(f'{n} {v}' for v, n in tally.items() if n)}")
     print(f"verdict: 'regression' means the median over processes of new/old {what} is above x{1 + args.threshold:g} "
           f"AND Welch's t-test over the per-process figures (logs) gives p < {args.alpha:g}; 'improvement' the same "
-          f"below x1/{1 + args.threshold:g}. At the defaults on the 2-core development VM, unchanged code was "
-          "flagged in about 1 row in 40 and a 25 % slowdown at 2^22 was caught in most trials: see "
-          "results/calibration/README.md for the measured rates on that machine; re-measure yours with "
-          "results/calibration/calibrate.py.")
+          f"below x1/{1 + args.threshold:g}.")
+    defaults = (args.threshold, args.alpha, args.normalize, args.clock) == (
+        DEFAULT_THRESHOLD, DEFAULT_ALPHA, DEFAULT_NORMALIZE, DEFAULT_CLOCK)
+    c = CALIBRATION
+    print(f"{'at these (default) settings' if defaults else 'at the default settings (not these)'}, on "
+          f"{c['machine']} (shared 2-core VM): unchanged code flagged {c['aa_rate']:.1%} of rows (sd {c['aa_sd']:.1%} "
+          f"over {c['pairs']} A/A pairs), a 25 % slowdown at 2^22 caught in {c['detect_25']:.0%}, a 10 % one in "
+          f"{c['detect_10']:.0%} (results/calibration/; re-measure your machine with results/calibration/calibrate.py)")
     if by_rounds:
         print(f"{by_rounds} row(s) had one process on a side (an old or --processes 1 file): those were tested with "
               f"the Mann-Whitney U test on per-round times (normal approximation from {NORMAL_MIN_ROUNDS} rounds), "

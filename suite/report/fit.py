@@ -5,8 +5,9 @@ large ones about the per-element cost ``b`` (ns per element, and as a multiple o
 ``baseline:copy`` b). The fit is least squares weighted by 1/t² (relative residuals: sizes span
 orders of magnitude, and an absolute fit would ignore the small ones). It is *bad* when a measured
 size lies more than :data:`BAD_RESIDUAL` off the line, or the overhead comes out clearly negative
-(the cost is not linear in n, e.g. a cache step between sizes); with two sizes the line passes
-through both points exactly and cannot be judged ("2 sizes: exact").
+(the cost is not linear in n, e.g. a cache step between sizes: --quick's 2^16 is cache resident,
+2^22 is not); otherwise with two sizes the line passes through both points exactly and cannot be
+judged further ("2 sizes: exact").
 """
 from __future__ import annotations
 
@@ -41,12 +42,12 @@ def fit_line(numel: Sequence[float], seconds: Sequence[float]) -> Fit:
     (a, b), *_ = np.linalg.lstsq(design, t * w, rcond=None)
     resid = np.abs((a + b * n) / t - 1.0)
     worst = float(resid.max())
-    if n.size == 2:
+    if a < NEGATIVE_A * float(t.min()):
+        verdict = "bad: negative overhead (per-element cost grows with n: a cache step?)"
+    elif n.size == 2:
         verdict = "2 sizes: exact"
     elif worst > BAD_RESIDUAL:
         verdict = f"bad: a size is {worst:.0%} off the line"
-    elif a < NEGATIVE_A * float(t.min()):
-        verdict = "bad: negative overhead"
     else:
         verdict = "ok"
     return Fit(float(a), float(b), worst, int(n.size), verdict)
