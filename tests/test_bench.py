@@ -19,6 +19,7 @@ import pytest
 from suite.bench import cases as timing
 from suite.bench.baselines import make_baseline
 from suite.bench.runner import BenchOptions, exit_code, run_bench
+from suite.bench.schema import READABLE
 from suite.runtime.jsonio import read_result
 from suite.runtime.loader import UsageError
 from suite.runtime.threads import thread_env
@@ -239,7 +240,7 @@ def test_plugin_timed_end_to_end(tmp_path) -> None:
     proc = dropbench("bench", "--backend", "tests.test_bench:TimedPlugin", "--sizes", "2^10", "--quick",
                      "--threads", "2", "--json", str(out))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    payload = read_result(out, kind="bench")
+    payload = read_result(out, kind="bench", schemas=READABLE)
     for key in ("machine_id", "machine_facts", "machine_info", "commit_info", "datetime", "version", "run"):
         assert payload[key], key
     assert payload["run"]["threads"] == 2 and payload["run"]["complete"]
@@ -282,7 +283,7 @@ def test_bare_loop_option_records_the_harness_overhead(tmp_path) -> None:
     proc = dropbench("bench", "--backend", "tests.test_bench:TimedPlugin", "--sizes", "2^10", "--quick",
                      "--bare-loop", "--json", str(out))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    payload = read_result(out, kind="bench")
+    payload = read_result(out, kind="bench", schemas=READABLE)
     bare = {b["extra_info"]["api"] + "/" + b["extra_info"]["direction"]: b["extra_info"].get("bare_loop")
             for b in payload["benchmarks"]}
     assert set(bare) == {"baseline:copy/forward", "baseline:rng32/forward", "fakeplug:scale/forward",
@@ -312,7 +313,7 @@ def test_crash_loses_only_its_own_backend(tmp_path) -> None:
     [interrupted] = [c for c in payload["skipped"] if c["status"] == "crash"]
     assert interrupted["id"].startswith("crashy:scale-forward_backward")
     assert exit_code(payload) == 1
-    assert read_result(out, kind="bench")["backends"] == payload["backends"]  # written, not only returned
+    assert read_result(out, kind="bench", schemas=READABLE)["backends"] == payload["backends"]  # written, not only returned
     parts = tmp_path / "bench.json.parts"  # kept as evidence, one set of files per worker
     assert {p.name for p in parts.iterdir()} >= {"tests.test_bench_CrashOnBackward.log",
                                                  "tests.test_bench_TimedPlugin.pytest.json"}
@@ -351,7 +352,7 @@ def test_cuda_without_gpu_is_skipped_with_reason(tmp_path) -> None:
     proc = dropbench("bench", "--backend", "tests.test_bench:TimedPlugin", "--device", "cuda", "--sizes", "2^10",
                      "--quick", "--require-device", "--json", str(out))
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    payload = read_result(out, kind="bench")
+    payload = read_result(out, kind="bench", schemas=READABLE)
     [entry] = payload["backends"]
     assert entry["status"] == "skipped" and "cuda:0" in entry["reason"]
     assert payload["benchmarks"] == []
@@ -403,7 +404,7 @@ def test_resume_reruns_only_unfinished_backends(tmp_path) -> None:
     crashes = [c for c in payload["skipped"] if c["status"] == "crash"]
     assert len(crashes) == 1 and crashes[0]["worker"] == "crashy"  # the old crash replaced, not added
     assert payload["run"]["started"] == first["run"]["started"] and payload["run"]["complete"]
-    assert read_result(out, kind="bench") == json.loads(json.dumps(payload, default=str))
+    assert read_result(out, kind="bench", schemas=READABLE) == json.loads(json.dumps(payload, default=str))
     assert exit_code(payload) == 1
 
     before = out.read_bytes()
@@ -421,3 +422,197 @@ def test_resume_refuses_a_corrupt_file(tmp_path) -> None:
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     [line] = proc.stderr.strip().splitlines()
     assert str(out) in line and "not valid JSON" in line, line
+
+
+# -- interleaved rounds, processes, stability, schema ------------------------------------------------
+from suite.bench import aggregate, interleave, stability  # noqa: E402
+from suite.bench.schema import BENCH_SCHEMA, upgrade  # noqa: E402
+
+
+class VirtualClock:
+    """Time that only steps advance: a step of cost c at virtual time t takes c * drift(t)."""
+
+    def __init__(self, drift=lambda t: 1.0) -> None:
+        self.now, self.drift, self.log = 0.0, drift, []
+
+    def step(self, name: str, cost: float):
+        def run() -> None:
+            self.log.append(name)
+            self.now += cost * self.drift(self.now)
+        return run
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _members(clock: VirtualClock, costs: dict[str, float], baselines: dict[str, float]) -> list[interleave.Member]:
+    out = [interleave.Member(k, clock.step(k, c), 1) for k, c in costs.items()]
+    return out + [interleave.Member(k, clock.step(k, c), 1, baseline=k) for k, c in baselines.items()]
+
+
+def test_interleaved_sweeps_shuffle_cases_with_baselines_between_every_two() -> None:
+    """Each sweep runs every active case once, in a fresh random order, with both baselines before every
+    case and after the last. Catches: a fixed order (drift would favour the first case), a case skipped or
+    repeated within a sweep, baselines only once per sweep (neighbours seconds apart)."""
+    clock = VirtualClock()
+    members = _members(clock, {"a": 1.0, "b": 1.0, "c": 1.0}, {"copy": 0.1, "rng32": 0.1})
+    schedule = interleave.Schedule(min_rounds=6, max_rounds=6, target_rel_iqr=0.0, budget_s=1e9)
+    sweeps = interleave.run_interleaved(members, schedule, seed=3, clock=clock)
+    assert sweeps == 6
+    per_sweep = 3 * 3 + 2  # (copy, rng32, case) x 3, then copy and rng32 once more
+    orders = []
+    for s in range(6):
+        chunk = clock.log[s * per_sweep:(s + 1) * per_sweep]
+        cases = [x for x in chunk if x in "abc"]
+        assert sorted(cases) == ["a", "b", "c"]
+        for i in range(0, per_sweep - 2, 3):
+            assert sorted(chunk[i:i + 2]) == ["copy", "rng32"] and chunk[i + 2] in "abc"
+        orders.append(tuple(cases))
+    assert len(set(orders)) > 1  # shuffled, not one fixed order
+    assert all(len(m.times) == 6 for m in members[:3]) and len(members[3].times) == 6 * 4
+
+
+def test_neighbour_ratio_cancels_load_changes() -> None:
+    """The machine's speed jumps between random levels (1x..4x slower) every 2 virtual seconds, i.e.
+    every sweep or so. Case a costs exactly 2x copy. Its per-round ratio to the copy rounds right
+    next to it is 2 whenever no jump falls inside, so the median ratio is 2 to 1e-3. Catches
+    neighbours taken from another sweep or position (they sit in another load level)."""
+    levels = np.random.default_rng(5).uniform(1.0, 4.0, size=10_000)
+    clock = VirtualClock(drift=lambda t: float(levels[int(t / 2.0)]))
+    members = _members(clock, {"a": 0.2, "b": 0.05}, {"copy": 0.1})
+    schedule = interleave.Schedule(min_rounds=30, max_rounds=30, target_rel_iqr=0.0, budget_s=1e9)
+    sweeps = interleave.run_interleaved(members, schedule, seed=1, clock=clock)
+    a, _, copy = members
+    rec = interleave.record(a, [copy], schedule, sweeps, 1)
+    assert rec["ratio_copy"] == pytest.approx(2.0, rel=1e-3)
+    assert len(rec["neighbours"]["copy"]) == len(rec["data"]) == 30
+    assert max(a.times) / min(a.times) > 2.0  # the raw times moved a lot
+
+
+def test_adaptive_stop_target_budget_and_max_rounds() -> None:
+    """A steady case stops at min_rounds on the IQR target; a noisy one at its time budget; a noisy one
+    with budget to spare at max_rounds. Catches a stop rule that ignores any of the three."""
+    costs = iter(np.random.default_rng(0).uniform(0.5, 1.5, size=10_000))
+    now = [0.0]
+
+    def clock() -> float:
+        return now[0]
+
+    def steady() -> None:
+        now[0] += 1.0
+
+    def noisy() -> None:
+        now[0] += float(next(costs))
+
+    schedule = interleave.Schedule(min_rounds=5, max_rounds=30, target_rel_iqr=0.05, budget_s=12.0)
+    members = [interleave.Member("steady", steady, 1), interleave.Member("noisy", noisy, 1)]
+    interleave.run_interleaved(members, schedule, clock=clock)
+    assert (members[0].stop, len(members[0].times)) == ("target", 5)
+    assert members[1].stop == "budget" and 12.0 <= members[1].spent < 12.0 + 1.5 * 2
+    capped = [interleave.Member("noisy", noisy, 1)]
+    interleave.run_interleaved(capped, replace(schedule, budget_s=1e9), clock=clock)
+    assert (capped[0].stop, len(capped[0].times)) == ("max_rounds", 30)
+
+
+def test_loops_make_rounds_last_round_s() -> None:
+    assert interleave.loops_for(1e-5, 0.002) == 200
+    assert interleave.loops_for(0.5, 0.002) == 1
+    assert interleave.loops_for(None, 0.002) == 1
+
+
+def test_group_scheduler_sweeps_when_the_group_closes_and_chunks_on_memory() -> None:
+    """Rows are written into the extra_info dicts only when the group's last test ran; over the memory cap
+    the cases so far are swept early and the baselines join the next chunk too. Catches a sweep per test
+    (no interleaving), lost rows, and a memory cap that drops the baselines."""
+    clock_calls = []
+    sched = interleave.GroupScheduler(interleave.Schedule(min_rounds=3, max_rounds=3, target_rel_iqr=0.0),
+                                      memory_cap=250.0, announce=clock_calls.append)
+    sched.last_of_group = interleave.group_closers([("t-copy", "g"), ("t-a", "g"), ("t-b", "g"), ("t-c", "g"),
+                                                    ("other", None)])
+    assert sched.last_of_group == {"t-c": "g"}
+    infos = {k: {} for k in ("copy", "a", "b", "c")}
+    sched.add("g", "copy", lambda: None, 1e-3, infos["copy"], baseline="copy")
+    for key in ("a", "b", "c"):
+        sched.add("g", key, lambda: None, 1e-3, infos[key], nbytes=100.0)
+        sched.finished(f"t-{key}")
+    assert len(clock_calls) == 2  # a+b (200 bytes) swept when c (300) would pass the cap; then c at the close
+    for key in ("a", "b", "c"):
+        assert len(infos[key]["interleaved"]["data"]) == 3 and infos[key]["interleaved"]["ratio_copy"] > 0
+    assert len(infos["copy"]["interleaved"]["data"]) == 3 * 3 + 3 * 2  # chunk a+b: 3 per sweep; chunk c: 2; both kept
+    assert sched.pending == {}
+
+
+def _process_bench(api: str, numel: int, process: int, data: list[float], ratio_copy: float) -> dict:
+    return {"name": f"{api}-{numel}", "stats": {"median": float(np.median(data)) * 1.5, "data": list(data),
+                                                "iterations": 1},
+            "extra_info": {"api": api, "direction": "forward", "device": "cpu", "dtype": "float32", "numel": numel,
+                           "mode": "eager", "worker": "w", "backend": api.split(":")[0], "process": process,
+                           "interleaved": {"data": list(data), "ratio_copy": ratio_copy, "ratio_rng32": None,
+                                           "rel_iqr": 0.0, "stop": "target"}}}
+
+
+def test_processes_fold_into_one_row_with_the_median_over_processes() -> None:
+    """Three processes with interleaved medians 1, 2 and 10: the row's median is 2 (not the pooled median,
+    not the mean), the spread (10-1)/2, the copy ratio the median of 3, 4, 5. Catches pooling rounds
+    across processes and using pytest-benchmark's median when interleaved rounds exist."""
+    per_process = [[_process_bench("x:y", 64, p, [m] * 3, r)] for p, (m, r) in enumerate([(1.0, 3.0), (2.0, 5.0),
+                                                                                           (10.0, 4.0)])]
+    [row] = aggregate.merge_processes(per_process)
+    assert row["stats"]["median"] == 2.0 and row["stats"]["median_of"] == "processes"
+    assert row["stats"]["rounds"] == 9 and row["stats"]["max"] == 10.0
+    assert row["extra_info"]["spread"] == pytest.approx(4.5)
+    assert row["extra_info"]["ratio_copy"] == 4.0
+    assert [p["median"] for p in row["extra_info"]["processes"]] == [1.0, 2.0, 10.0]
+    assert {p["source"] for p in row["extra_info"]["processes"]} == {"interleaved"}
+    assert "interleaved" not in row["extra_info"]
+    assert aggregate.process_values(row, "copy") == [3.0, 5.0, 4.0]
+
+
+def test_stability_marks_like_pyperf_check() -> None:
+    """Steady rounds pass; a 30 % CV, a max at 3x the median and processes 50 % apart are each reported."""
+    steady = aggregate.merge_processes([[_process_bench("x:y", 64, p, [1.0, 1.01, 0.99, 1.0], 1.0)] for p in range(3)])
+    assert not stability.diagnose(steady[0]).unstable
+    noisy = aggregate.merge_processes([[_process_bench("x:y", 64, 0, [1.0, 1.0, 1.0, 3.0], 1.0)],
+                                       [_process_bench("x:y", 64, 1, [1.5, 1.5, 1.5, 1.5], 1.0)]])
+    diag = stability.diagnose(noisy[0])
+    assert any("stdev" in r for r in diag.reasons) and any("max" in r for r in diag.reasons)
+    assert any("processes" in r for r in diag.reasons) and diag.rounds == 8
+
+
+def test_schema_1_rows_are_read_as_one_process() -> None:
+    """An old file gets one process entry per row from its pytest-benchmark median; a new one is untouched.
+    Catches old files that stop loading or lose their medians."""
+    old = {"schema": 1, "kind": "bench", "benchmarks": [{"stats": {"median": 0.5, "data": [0.5]},
+                                                         "extra_info": {"api": "x:y"}}]}
+    new = upgrade(old)
+    assert new["schema"] == BENCH_SCHEMA and new["upgraded_from"] == 1 and old["schema"] == 1
+    [proc] = new["benchmarks"][0]["extra_info"]["processes"]
+    assert proc["median"] == 0.5 and proc["source"] == "pytest-benchmark"
+    assert upgrade(new) is new
+
+
+def test_old_result_file_loads_through_the_report_reader(tmp_path) -> None:
+    from suite.report.build import load_run  # noqa: PLC0415
+    from tests.fixtures.synthetic_bench import synthetic_run, write_run  # noqa: PLC0415
+
+    path = write_run(tmp_path / "old.json", synthetic_run(sizes=(4096,)))  # the fixture writes schema 1
+    run = load_run(path)
+    assert run.payload["upgraded_from"] == 1
+    assert all(len(b["extra_info"]["processes"]) == 1 for b in run.payload["benchmarks"])
+
+
+def test_processes_option_runs_fresh_workers_and_records_each(tmp_path) -> None:
+    """--processes 2: two worker processes, each row with two process entries (interleaved figures)."""
+    out = tmp_path / "bench.json"
+    proc = dropbench("bench", "--backend", "tests.test_bench:TimedPlugin", "--sizes", "2^10", "--quick",
+                     "--processes", "2", "--json", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    payload = read_result(out, kind="bench", schemas=READABLE)
+    assert payload["schema"] == BENCH_SCHEMA and payload["backends"][0]["processes"] == 2
+    for bench in payload["benchmarks"]:
+        procs = bench["extra_info"]["processes"]
+        assert [p["process"] for p in procs] == [0, 1] and all(p["source"] == "interleaved" for p in procs)
+        assert bench["stats"]["median"] == pytest.approx(float(np.median([p["median"] for p in procs])))
+        if bench["extra_info"]["backend"] != "baseline":
+            assert all(p["ratio_copy"] > 0 and p["ratio_rng32"] > 0 for p in procs)
+    assert "machine noise" in proc.stdout and "scaling fit" not in proc.stdout  # one size: no fit

@@ -252,3 +252,174 @@ def test_cli_bad_files_exit_2_naming_the_file(tmp_path, content) -> None:
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and str(bad) in lines[0]
+
+
+# ------------------------------------------------------------- schema 2: the test over processes
+from suite.report.compare import DEFAULT_ALPHA, DEFAULT_THRESHOLD, judge_processes, student_t_sf, welch_log  # noqa: E402
+
+
+def _row(api: str, numel: int, procs: list[tuple[float, float]], worker: str | None = None) -> dict:
+    """A schema-2 row: per process (median seconds, ratio to its interleaved copy baseline)."""
+    backend = api.split(":")[0]
+    medians = [m for m, _ in procs]
+    return {"name": f"{api}-{numel}", "stats": {"median": float(np.median(medians)), "data": medians},
+            "extra_info": {"backend": backend, "api": api, "direction": "forward", "device": "cpu",
+                           "dtype": "float32", "numel": numel, "mode": "eager", "worker": worker or backend,
+                           "processes": [{"process": i, "median": m, "source": "interleaved", "ratio_copy": r,
+                                          "ratio_rng32": None, "data": [m]} for i, (m, r) in enumerate(procs)]}}
+
+
+def _payload(rows: list[dict]) -> dict:
+    return {**bench_payload(rows), "schema": 2}
+
+
+def _procs(rng: np.random.Generator, seconds: float, ratio: float, k: int, noise: float, shift: float = 1.0):
+    """k processes: each shifted by a common machine factor (shift) and its own lognormal noise."""
+    return [(seconds * shift * math.exp(rng.normal(0, noise)), ratio * math.exp(rng.normal(0, noise / 4)))
+            for _ in range(k)]
+
+
+def test_student_t_tail_by_hand() -> None:
+    """t = 2.776 with 4 df is the two-sided 5 % point; t = 0 is the median; df = 1 is Cauchy: P(T > 1) = 1/4."""
+    assert student_t_sf(2.7764451, 4) == pytest.approx(0.025, rel=1e-5)
+    assert student_t_sf(0.0, 7.5) == pytest.approx(0.5)
+    assert student_t_sf(1.0, 1) == pytest.approx(0.25, rel=1e-9)
+    assert student_t_sf(-1.0, 1) == pytest.approx(0.75, rel=1e-9)
+
+
+def test_welch_on_logs_by_hand() -> None:
+    """logs 0, 0.1, 0.2 vs 0.3, 0.4, 0.5: difference 0.3, variances 0.01 each, se = sqrt(2 * 0.01 / 3),
+    t = 3.674, df = 4: two-sided p = 0.02131."""
+    p = welch_log(np.exp([0.0, 0.1, 0.2]), np.exp([0.3, 0.4, 0.5]))
+    assert p == pytest.approx(0.021312, rel=1e-4)
+    with pytest.raises(CannotTest):
+        welch_log([1.0], [1.0, 2.0])
+
+
+def test_process_verdicts_need_both_ratio_and_significance() -> None:
+    assert judge_processes([1.0, 1.01, 0.99], [1.3, 1.31, 1.29], threshold=0.1, alpha=0.05)[2] == "regression"
+    assert judge_processes([1.3, 1.31, 1.29], [1.0, 1.01, 0.99], threshold=0.1, alpha=0.05)[2] == "improvement"
+    # 30 % slower in the medians, but one process of each side is far off: not significant
+    assert judge_processes([1.0, 0.5, 2.0], [1.3, 0.6, 2.4], threshold=0.1, alpha=0.05)[2] == "unchanged"
+    # significant but below the threshold
+    assert judge_processes([1.0, 1.001, 0.999], [1.05, 1.051, 1.049], threshold=0.1, alpha=0.05)[2] == "unchanged"
+
+
+def test_whole_run_shift_is_not_a_regression_when_normalized() -> None:
+    """The new run's machine is 30 % slower for everything, baselines included (a busy neighbour): in raw
+    seconds that is a regression, normalized by the same process's copy baseline it is unchanged. Catches
+    normalize ignored, or the baseline rows normalized by themselves (they would always read 1)."""
+    rng = np.random.default_rng(7)
+    def run(shift):
+        return _payload([_row("numpy:fast", 2**22, _procs(rng, 0.01, 3.0, 3, 0.01, shift)),
+                         _row("baseline:copy", 2**22, _procs(rng, 0.003, 1.0, 3, 0.01, shift), worker="numpy")])
+    old, new = run(1.0), run(1.3)
+    raw = {r.key[0]: r.verdict for r in compare_runs(old, new, threshold=0.1, alpha=0.05, normalize="none")}
+    norm = {r.key[0]: r for r in compare_runs(old, new, threshold=0.1, alpha=0.05, normalize="copy")}
+    assert raw == {"numpy:fast": "regression", "baseline:copy": "regression"}
+    assert norm["numpy:fast"].verdict == "unchanged" and norm["numpy:fast"].method == "welch-processes"
+    assert norm["baseline:copy"].verdict == "regression"  # baselines are compared in seconds
+    assert norm["numpy:fast"].processes == (3, 3)
+
+
+def test_synthetic_aa_false_alarms_and_power_at_the_defaults() -> None:
+    """Model: 3 processes a side, each process off by lognormal noise of 4 % (sd), 40 rows, 50 A/A pairs
+    (seed fixed). At the default threshold (0.10) and alpha (0.05) a flag needs |log ratio| > 0.095 AND
+    Welch p < 0.05; the expected rate is well below 1 %; 25 % slower rows are flagged. Bounds: the A/A
+    count over 2000 rows is Binomial(2000, p <= 0.01) under the model, so <= 60 fails with probability
+    < 1e-9; power: each 25 % row is missed with probability < 0.05, 200 rows, >= 150 hits fails < 1e-12."""
+    rng = np.random.default_rng(11)
+    flagged = hits = 0
+    for _ in range(50):
+        rows_old, rows_new, slow_old, slow_new = [], [], [], []
+        for i in range(40):
+            rows_old.append(_row(f"numpy:api{i}", 2**22, _procs(rng, 0.01, 3.0, 3, 0.04)))
+            rows_new.append(_row(f"numpy:api{i}", 2**22, _procs(rng, 0.01, 3.0, 3, 0.04)))
+        for i in range(4):
+            slow_old.append(_row(f"calib:slow{i}", 2**22, _procs(rng, 0.01, 3.0, 3, 0.04)))
+            slow_new.append(_row(f"calib:slow{i}", 2**22, _procs(rng, 0.0125, 3.75, 3, 0.04)))
+        results = compare_runs(_payload(rows_old + slow_old), _payload(rows_new + slow_new),
+                               threshold=DEFAULT_THRESHOLD, alpha=DEFAULT_ALPHA, normalize="none")
+        flagged += sum(r.verdict != "unchanged" for r in results if r.key[0].startswith("numpy:"))
+        hits += sum(r.verdict == "regression" for r in results if r.key[0].startswith("calib:"))
+    assert flagged <= 60
+    assert hits >= 150
+
+
+def test_results_sorted_by_ratio_and_filtered_by_api() -> None:
+    rng = np.random.default_rng(3)
+    old = _payload([_row(f"numpy:a{i}", 64, _procs(rng, 1.0, 1.0, 3, 0.01)) for i in range(3)])
+    new = _payload([_row(f"numpy:a{i}", 64, _procs(rng, f, 1.0, 3, 0.01)) for i, f in enumerate((1.0, 2.0, 0.5))])
+    results = compare_runs(old, new, normalize="none")
+    assert [r.key[0] for r in results] == ["numpy:a1", "numpy:a0", "numpy:a2"]
+    assert [r.key[0] for r in compare_runs(old, new, apis=("numpy:a2",), normalize="none")] == ["numpy:a2"]
+    with pytest.raises(ValueError, match="sideways"):
+        compare_runs(old, new, normalize="sideways")
+
+
+def test_cli_api_filter_normalize_and_verdict_line(tmp_path) -> None:
+    rng = np.random.default_rng(4)
+    old = write_run(tmp_path / "o.json", _payload([_row("numpy:fast", 64, _procs(rng, 1.0, 2.0, 3, 0.01)),
+                                                   _row("numpy:reference", 64, _procs(rng, 1.0, 2.0, 3, 0.01))]))
+    new = write_run(tmp_path / "n.json", _payload([_row("numpy:fast", 64, _procs(rng, 1.5, 3.0, 3, 0.01)),
+                                                   _row("numpy:reference", 64, _procs(rng, 1.0, 2.0, 3, 0.01))]))
+    proc = dropbench("compare", str(old), str(new), "--api", "numpy:reference")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "numpy:fast" not in proc.stdout and "numpy:reference" in proc.stdout
+    assert "verdict: 'regression' means the median over processes of new/old times as ratios to the same process" in proc.stdout
+    slow = dropbench("compare", str(old), str(new), "--normalize", "copy")
+    assert slow.returncode == 1 and "welch-processes" in slow.stdout
+    bad = dropbench("compare", str(old), str(new), "--api", "numpy:nope")
+    assert bad.returncode == 2 and "numpy:nope" in bad.stderr and "Traceback" not in bad.stderr
+    bad_norm = dropbench("compare", str(old), str(new), "--normalize", "sideways")
+    assert bad_norm.returncode == 2 and "sideways" in bad_norm.stderr
+
+
+# ---------------------------------------------------------------------------- scaling fit a + b·n
+from suite.report.fit import fit_line, fit_rows  # noqa: E402
+
+
+def test_fit_recovers_overhead_and_per_element_cost() -> None:
+    """t = 3 µs + 0.7 ns·n at four sizes: a and b come back; the line is judged ok."""
+    sizes = [2**12, 2**16, 2**20, 2**24]
+    fit = fit_line(sizes, [3e-6 + 0.7e-9 * n for n in sizes])
+    assert fit.a == pytest.approx(3e-6, rel=1e-6) and fit.b == pytest.approx(0.7e-9, rel=1e-6)
+    assert fit.verdict == "ok" and fit.max_residual < 1e-9
+
+
+def test_fit_flags_a_size_off_the_line_and_two_sizes_are_exact() -> None:
+    """One size 60 % slower (a cache step): some size lies > 25 % off any line through the rest -> bad.
+    With two sizes the line is exact and not judged. Catches a fit that never says bad."""
+    sizes = [2**12, 2**16, 2**20, 2**24]
+    times = [3e-6 + 0.7e-9 * n for n in sizes]
+    times[2] *= 1.6
+    assert fit_line(sizes, times).verdict.startswith("bad")
+    assert fit_line(sizes[:2], times[:2]).verdict == "2 sizes: exact"
+    # per-element cost 3x higher at the large size (out of cache): the line's overhead goes negative
+    assert fit_line([2**16, 2**22], [1e-9 * 2**16, 3e-9 * 2**22]).verdict.startswith("bad: negative")
+    assert fit_line([64, 64], [1.0, 1.0]).verdict == "too few sizes"
+
+
+def test_fit_rows_report_b_as_a_multiple_of_copy() -> None:
+    """numpy:reference costs 6x copy per element in the synthetic model (tests/fixtures/synthetic_bench.py)."""
+    payload = synthetic_run(sizes=(4096, 65536, 1 << 20), noise=0.0)
+    rows = {(r[0], r[2]): r for r in fit_rows(payload["benchmarks"])}
+    ref = rows[("numpy:reference", "forward")]
+    assert float(ref[8]) == pytest.approx(6.0, rel=0.01)
+    assert float(ref[6]) == pytest.approx(2.0, rel=0.01)  # the model's 2 µs overhead, in µs
+    assert ref[10] == "ok"
+
+
+def test_cpu_clock_ignores_time_spent_waiting_for_a_core() -> None:
+    """The new run waited for a core (wall 40 % slower) but used the same CPU time: --clock cpu says
+    unchanged, wall says regression. Catches the clock option being ignored."""
+    def row(wall: float, cpu: float) -> dict:
+        r = _row("numpy:fast", 2**22, [(wall * f, 1.0) for f in (1.0, 1.01, 0.99)])
+        for p, f in zip(r["extra_info"]["processes"], (1.0, 1.01, 0.99)):
+            p["cpu_median"] = cpu * f
+        return r
+    old, new = _payload([row(1.0, 0.5)]), _payload([row(1.4, 0.5)])
+    assert compare_runs(old, new, clock="wall")[0].verdict == "regression"
+    assert compare_runs(old, new, clock="cpu")[0].verdict == "unchanged"
+    with pytest.raises(ValueError, match="sundial"):
+        compare_runs(old, new, clock="sundial")

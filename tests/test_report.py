@@ -221,7 +221,7 @@ def test_cli_report(tmp_path) -> None:
     (None, "cannot read"),
     ('{"schema": 1, "kind": "bench", "machine_id": "m", "bench', "not valid JSON"),
     ('{"results": []}', "not a dropbench result file"),
-    ('{"schema": 2, "kind": "bench"}', "schema 2"),
+    ('{"schema": 99, "kind": "bench"}', "schema 99"),
     ('{"schema": 1, "kind": "verify"}', "expected 'bench'"),
     ('{"schema": 1, "kind": "bench", "benchmarks": []}', "machine_id"),
     ('{"schema": 1, "kind": "bench", "machine_id": "m", "benchmarks": [{"stats": {"median": 1}, '

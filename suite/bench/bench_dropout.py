@@ -5,7 +5,9 @@ Collected by the worker of ``dropbench bench`` straight from the installed packa
 times them; a plain ``pytest`` (addopts: --benchmark-disable) runs each case once at the smallest
 size as a smoke test. ``dropbench bench`` runs this module once
 per backend, in its own process. The baselines come first, so every process times them before
-its backend: they are the yardstick of that process's rows (suite/bench/baselines.py).
+its backend: they are the yardstick of that process's rows (suite/bench/baselines.py). After
+pytest-benchmark has timed every test of a size group, the group's closures are timed once more in
+interleaved rounds (suite/bench/interleave.py), recorded in ``extra_info["interleaved"]``.
 
 Inputs are created on the device by the adapter's ``prepare()`` before timing; the closure ends
 with the framework's synchronization; one untimed call warms it up (lazy initialisation,
@@ -17,6 +19,7 @@ import pytest
 
 from suite.bench import cases as timing
 from suite.bench.baselines import BaselineUnavailable, make_baseline
+from suite.bench.plugin import register_interleaved
 
 
 def test_baseline(timed, baseline: timing.BaselineCase, bench) -> None:
@@ -32,6 +35,7 @@ def test_baseline(timed, baseline: timing.BaselineCase, bench) -> None:
         worker=bench.worker, impl=prepared.impl, baseline_threads=prepared.threads))
     timed(prepared.step)
     _bare_loop(timed, prepared.step, bench)
+    register_interleaved(bench, timed, baseline, prepared.step)
     _device_events(timed, prepared.step, bench.own_backend(), baseline.device)
 
 
@@ -50,6 +54,7 @@ def test_dropout(timed, case: timing.Case, bench) -> None:
         worker=bench.worker, **timing.traffic_info(state.backend, case, shape)))
     timed(step)
     _bare_loop(timed, step, bench)
+    register_interleaved(bench, timed, case, step, nbytes=timing.peak_bytes(case.numel, case.dtype))
     _device_events(timed, step, state.backend, case.device)
 
 

@@ -157,6 +157,8 @@ class Plan:
     worker: str = "pytest"
     baselines: bool = True
     bare_loop: bool = False  # also time each case and baseline with bare_loop() after pytest-benchmark (harness overhead)
+    interleave: str | None = "quick"  # schedule of the interleaved rounds (suite/bench/interleave.py); None: off
+    process: int = 0  # which of the backend's fresh worker processes this is (0-based)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -24,7 +24,8 @@ from typing import Any
 import pytest
 
 from backends.base import api_info
-from suite.bench.cases import BaselineCase, Case, Plan, default_plan, plan_baselines, plan_cases
+from suite.bench.cases import BaselineCase, Case, Plan, available_memory_bytes, default_plan, group_name, plan_baselines, plan_cases
+from suite.bench.interleave import GroupScheduler, Schedule, group_closers
 from suite.runtime.loader import load
 from suite.runtime.threads import pin_threads
 from suite.runtime.worker import Journal, Task, write_envelope
@@ -66,6 +67,9 @@ class BenchSession:
         self.states: dict[str, BackendState] = {}
         self.cases_by_node: dict[str, Case | BaselineCase] = {}
         self._journal = Journal(task) if task is not None else None
+        schedule = Schedule.named(plan.interleave) if plan.interleave and not smoke else None
+        self.interleaver = GroupScheduler(schedule, seed=1000 * plan.process, memory_cap=available_memory_bytes() / 4,
+                                          announce=self.announce)
 
     # -- backends --------------------------------------------------------------------------
     def state(self, ref: str, requested: str | None = None) -> BackendState:
@@ -175,9 +179,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_SESSION] = BenchSession(plan, smoke, task)
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-benchmark serializes the extra_info dicts
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     bench = session.config.stash.get(_SESSION, None)
     if bench is not None:
+        bench.interleaver.flush_all()  # a group whose closing test never ran (interrupted, -x)
         bench.finish(exitstatus)
 
 
@@ -204,13 +210,34 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("baseline", baselines, ids=[b.test_id for b in baselines])
 
 
+@pytest.hookimpl(trylast=True)  # after -k / -m deselection: the run order is final
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Cases by node id, and the items grouped by size (baselines first in each group), so that a
+    group's interleaved rounds run as soon as its last test has been timed and its closures freed."""
     session = _session(config)
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         for key in ("case", "baseline"):
             if isinstance(params.get(key), (Case, BaselineCase)):  # not the NOTSET of an empty parameter set
                 session.cases_by_node[item.nodeid] = params[key]
+    if not session.interleaver.enabled:
+        return
+    position = {item.nodeid: i for i, item in enumerate(items)}
+
+    def order(item: pytest.Item) -> tuple:
+        case = session.cases_by_node.get(item.nodeid)
+        if case is None:
+            return (1, "", 0, position[item.nodeid])
+        return (0, _group(case), 0 if isinstance(case, BaselineCase) else 1, position[item.nodeid])
+
+    items.sort(key=order)
+    session.interleaver.last_of_group = group_closers(
+        [(item.nodeid, _group(session.cases_by_node[item.nodeid]) if item.nodeid in session.cases_by_node else None)
+         for item in items])
+
+
+def _group(case: Case | BaselineCase) -> str:
+    return group_name(case.numel, case.dtype, case.device)
 
 
 def pytest_runtest_logstart(nodeid: str, location: Any) -> None:
@@ -247,6 +274,18 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
                        "reason": None if report.passed else _reason(report), "case": info})
 
 
+def register_interleaved(bench: BenchSession, timed: Any, case: Case | BaselineCase, step: Any,
+                         nbytes: float = 0.0) -> None:
+    """After pytest-benchmark timed ``step``: keep it for its group's interleaved rounds (not in smoke runs)."""
+    if timed.disabled or not bench.interleaver.enabled:
+        return
+    stats = getattr(getattr(timed, "stats", None), "stats", None)
+    per_call = float(stats.median) if stats is not None and stats.rounds else None
+    bench.interleaver.add(_group(case), case.test_id, step, per_call, timed.extra_info,
+                          baseline=case.api if isinstance(case, BaselineCase) else None, nbytes=nbytes)
+    timed.extra_info["process"] = bench.plan.process
+
+
 @pytest.fixture(scope="session")
 def bench(request: pytest.FixtureRequest) -> BenchSession:
     return _session(request.config)
@@ -254,8 +293,10 @@ def bench(request: pytest.FixtureRequest) -> BenchSession:
 
 @pytest.fixture
 def timed(benchmark: Any, bench: BenchSession, request: pytest.FixtureRequest) -> Any:
-    """pytest-benchmark's fixture; afterwards its stats also go to the outcome log (crash salvage)."""
+    """pytest-benchmark's fixture; afterwards the size group's interleaved rounds when this test closes
+    it, and its stats to the outcome log (crash salvage)."""
     yield benchmark
+    bench.interleaver.finished(request.node.nodeid)
     stats = getattr(benchmark, "stats", None)
     if stats is not None and bench.in_worker:
         bench.write({"event": "stats", "id": request.node.callspec.id, "benchmark": stats.as_dict(include_data=True)})

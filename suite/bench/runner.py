@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from suite import __version__
+from suite.bench.aggregate import merge_processes
 from suite.bench.cases import (
     BASELINE_BACKEND,
     DEFAULT_RATE,
@@ -37,6 +38,7 @@ from suite.bench.cases import (
     peak_bytes,
     size_label,
 )
+from suite.bench.schema import BENCH_SCHEMA, READABLE, upgrade
 from suite.runtime.executors import dispatch
 from suite.runtime.jsonio import ResultFileError, atomic_write_json, read_result
 from suite.runtime.loader import BackendRef, UsageError, resolve, validate_apis
@@ -56,9 +58,17 @@ TIMING = {
     # warmup: rounds run for up to max_time before the timed ones. Without it, torch's
     # Dropout1d/2d forward+backward at 2^22 took 7 ms in the first ~7 rounds of a full run and
     # 1.8 ms after (allocator warm-up), and the short quick profile reported the 7 ms.
-    "quick": {"min_rounds": 7, "max_time": 0.1, "min_time": 0.0002, "warmup": "on"},
+    # Since schema 2 the reported figure comes from the interleaved rounds that follow
+    # (suite/bench/interleave.py) in several processes, so pytest-benchmark's own quick rounds
+    # were cut (7 rounds / 0.1 s -> 5 / 0.05 s) to pay for the extra processes.
+    "quick": {"min_rounds": 5, "max_time": 0.05, "min_time": 0.0002, "warmup": "on"},
     "full": {"min_rounds": 10, "max_time": 0.5, "min_time": 0.0005, "warmup": "on"},
 }
+DEFAULT_PROCESSES = {"quick": 3, "full": 5}
+"""Fresh worker processes per backend. 3 for --quick, from results/calibration/ (30 A/A pairs on the
+shared 2-core VM, compare's defaults): with the first 2 processes of each run 5.7 % of unchanged rows
+were flagged and 35 % of 25 %-slower 2^22 rows caught; with 3: 4.9 % and 98 %. One process (the old
+rounds test): 73 % false alarms."""
 DEFAULT_TIMEOUT_S = {"quick": 600.0, "full": 1800.0}
 _SKIP_TAG = re.compile(r"^\[(?P<kind>[a-z-]+)\]\s*(?P<reason>.*)$", re.S)
 
@@ -83,6 +93,8 @@ class BenchOptions:
     require_device: bool = False
     resume: bool = False  # keep json_path's finished backends, run only the rest
     bare_loop: bool = False  # also time every case and baseline with a bare loop in the same process (harness overhead)
+    processes: int = 0  # fresh worker processes per backend; 0: DEFAULT_PROCESSES of the profile
+    interleave: bool = True  # interleaved rounds after pytest-benchmark's (suite/bench/interleave.py)
 
     @property
     def profile(self) -> str:
@@ -107,12 +119,15 @@ class BenchOptions:
             raise UsageError(f"threads must be an integer >= 1, got {self.threads!r}")
         if not (isinstance(self.rate, (int, float)) and 0.0 <= self.rate <= 1.0):
             raise UsageError(f"rate must be in [0, 1], got {self.rate!r}")
+        processes = self.processes or DEFAULT_PROCESSES[self.profile]
+        if isinstance(processes, bool) or not isinstance(processes, int) or not 1 <= processes <= 100:
+            raise UsageError(f"processes must be an integer from 1 to 100, got {self.processes!r}")
         timeout = DEFAULT_TIMEOUT_S[self.profile] if self.timeout is None else self.timeout
         if not (isinstance(timeout, (int, float)) and 0 < timeout < math.inf):
             raise UsageError(f"timeout must be a positive number of seconds, got {self.timeout!r}")
         refs = resolve(list(self.backends))
         validate_apis(refs, list(self.apis))
-        return replace(self, sizes=sizes, dtypes=dtypes, timeout=float(timeout))
+        return replace(self, sizes=sizes, dtypes=dtypes, timeout=float(timeout), processes=processes)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -148,6 +163,7 @@ class WorkerRun:
     cases: list[dict[str, Any]] = field(default_factory=list)  # skipped / failed / interrupted cases
     reported: bool = False  # the worker's conftest wrote its backend event (it got as far as loading)
     ran_on: dict[str, Any] = field(default_factory=lambda: {"executor": "local"})  # executor and node
+    processes: int = 1  # fresh worker processes whose rows were folded together
 
     @classmethod
     def from_payload(cls, entry: dict[str, Any], payload: dict[str, Any]) -> "WorkerRun":
@@ -158,13 +174,15 @@ class WorkerRun:
                    seconds=entry["seconds"], ran_on=entry.get("ran_on") or {"executor": "local"},
                    pytest_json={k: payload[k] for k in ("machine_info", "commit_info", "version") if k in payload},
                    benchmarks=[b for b in payload["benchmarks"] if b["extra_info"].get("worker") == worker],
-                   cases=[c for c in payload["skipped"] if c.get("worker") == worker], reported=True)
+                   cases=[c for c in payload["skipped"] if c.get("worker") == worker], reported=True,
+                   processes=int(entry.get("processes", 1)))
 
     def backend_entry(self) -> dict[str, Any]:
         own = [b for b in self.benchmarks if b["extra_info"].get("backend") != BASELINE_BACKEND]
         return {"backend": self.name, "ref": self.ref, "worker": self.worker or self.name, "python": self.python,
                 "status": self.status, "reason": self.reason, "versions": self.versions,
-                "threads": self.threads, "seconds": round(self.seconds, 2), "benchmarks": len(own),
+                "threads": self.threads, "seconds": round(self.seconds, 2), "processes": self.processes,
+                "benchmarks": len(own),
                 "baselines": len(self.benchmarks) - len(own),
                 "skipped": sum(c["status"] == "skipped" for c in self.cases),
                 "errors": sum(c["status"] != "skipped" for c in self.cases), "ran_on": self.ran_on}
@@ -185,25 +203,56 @@ def pytest_command(part_json: Path, profile: str, python: str, task_file: Path) 
 
 
 def run_worker(ref: BackendRef, options: BenchOptions, parts: Path, progress: Progress | None = None) -> WorkerRun:
-    """Run one backend's benchmarks in a fresh pytest process; never raises for the child's faults."""
-    part_json = parts / f"{_safe(ref.name)}.pytest.json"
+    """Run one backend's benchmarks in ``options.processes`` fresh pytest processes, one after another,
+    and fold them into one row per case (suite/bench/aggregate.py); never raises for the children's
+    faults. A process that crashes keeps what the earlier ones measured and ends the backend's run."""
+    runs: list[WorkerRun] = []
+    for process in range(options.processes):
+        run = run_process(ref, options, parts, process, progress)
+        runs.append(run)
+        if run.status != "ok":
+            break
+    first, last = runs[0], runs[-1]
+    merged = merge_processes([r.benchmarks for r in runs if r.benchmarks])
+    seen: set[Any] = set()
+    cases = []
+    for r in runs:
+        for case in r.cases:
+            if case.get("id") not in seen:
+                seen.add(case.get("id"))
+                cases.append(case)
+    out = replace(first, benchmarks=merged, cases=cases, seconds=sum(r.seconds for r in runs),
+                  pytest_json=first.pytest_json or last.pytest_json, processes=len(runs))
+    if last is not first and last.status != "ok":
+        out.status = last.status
+        out.reason = f"process {len(runs)} of {options.processes}: {last.reason}"
+    return out
+
+
+def run_process(ref: BackendRef, options: BenchOptions, parts: Path, process: int,
+                progress: Progress | None = None) -> WorkerRun:
+    """One fresh pytest worker process of one backend."""
+    stem = _safe(ref.name) + (f".p{process}" if process else "")
+    part_json = parts / f"{stem}.pytest.json"
     part_json.unlink(missing_ok=True)
     plan = Plan(backends=((ref.name, ref.ref),), sizes=options.sizes, dtypes=options.dtypes,
                 devices=(options.device,), apis=tuple(options.apis), rate=options.rate, threads=options.threads,
-                worker=ref.name, bare_loop=options.bare_loop)
-    task = Task("bench", ref.ref, {"plan": plan.to_json()}, name=ref.name)
+                worker=ref.name, bare_loop=options.bare_loop, interleave=options.profile if options.interleave else None,
+                process=process)
+    task = Task("bench", ref.ref, {"plan": plan.to_json()}, name=stem)
+    where = f" (process {process + 1}/{options.processes})" if options.processes > 1 else ""
     result = dispatch(task, timed=True, timeout=options.timeout, env=thread_env(options.threads), workdir=parts,
                       # next to the task file: the work folder may be on another node (--executor)
                       command=lambda python, task_file: pytest_command(task_file.with_name(part_json.name),
                                                                        options.profile, python, task_file),
-                      progress=(lambda line: progress(f"{ref.name}: running {line}")) if progress else None,
+                      progress=(lambda line: progress(f"{ref.name}: running {line}{where}")) if progress else None,
                       ok_codes=(0, 1, 5))
     if result.status == "unavailable":  # its environment is not built: no worker, the reason says how to build it
         return WorkerRun(ref.name, ref.name, status="unavailable", reason=result.detail, worker=ref.name,
                          ran_on=result.where)
     run = WorkerRun(ref.name, ref.name, seconds=result.seconds, python=result.python, ran_on=result.where)
     _collect(run, part_json, result.events)
-    log = parts / f"{_safe(ref.name)}.log"
+    log = parts / f"{stem}.log"
     if result.status in ("timeout", "crash") or not run.reported:
         run.status = result.status if result.status != "ok" else "crash"
         run.reason = (result.detail if result.status != "ok" else "worker ended before loading its backend"
@@ -280,7 +329,8 @@ def _settle_status(run: WorkerRun, code: int) -> None:
 
 # -- the whole run -------------------------------------------------------------------------------
 RESUMABLE = ("ok", "unavailable", "skipped")  # finished backends; crash / timeout are run again
-RESUME_KEYS = ("device", "sizes", "dtypes", "threads", "quick", "rate", "apis")  # must match to mix the rows
+RESUME_KEYS = ("device", "sizes", "dtypes", "threads", "quick", "rate", "apis",
+               "processes", "interleave")  # must match to mix the rows
 
 
 def resumed_runs(options: BenchOptions) -> tuple[dict[str, WorkerRun], _dt.datetime | None]:
@@ -293,7 +343,7 @@ def resumed_runs(options: BenchOptions) -> tuple[dict[str, WorkerRun], _dt.datet
         return {}, None
     from suite.runtime.machine import machine_id  # noqa: PLC0415
 
-    payload = read_result(options.json_path, kind="bench")
+    payload = upgrade(read_result(options.json_path, kind="bench", schemas=READABLE))
     try:
         previous, current = payload["run"], options.to_json()
         for key in RESUME_KEYS:
@@ -337,10 +387,14 @@ def merge(options: BenchOptions, runs: list[WorkerRun], started: _dt.datetime, c
                 "dropbench": __version__, "started": started.isoformat(timespec="seconds"),
                 "finished": now.isoformat(timespec="seconds") if complete else None,
                 "seconds": round((now - started).total_seconds(), 2), "complete": complete,
-                "baselines": "rows with backend 'baseline' and the same extra_info.worker, numel, dtype, device"}
+                "processes_per_backend": options.processes,
+                "interleave": options.interleave,
+                "baselines": "rows with backend 'baseline' and the same extra_info.worker, numel, dtype, device",
+                "median": "median over processes of each process's median of interleaved per-call times "
+                          "(suite/bench/aggregate.py)"}
     skipped = [dict(case, worker=run.worker or run.name) for run in runs for case in run.cases]
     return {
-        "schema": 1, "kind": "bench", "machine_id": machine_id(facts), "machine_facts": facts,
+        "schema": BENCH_SCHEMA, "kind": "bench", "machine_id": machine_id(facts), "machine_facts": facts,
         "machine_info": machine_info, "commit_info": commit_info, "datetime": now.isoformat(),
         "version": pb_version, "run": run_info, "backends": [run.backend_entry() for run in runs],
         "benchmarks": [b for run in runs for b in run.benchmarks], "skipped": skipped,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from typing import Any
 
@@ -57,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS, metavar="N",
                         help=f"CPU threads every framework is pinned to (default {DEFAULT_THREADS}, the same for all)")
     parser.add_argument("--rate", type=unit_interval, default=DEFAULT_RATE, metavar="P", help="dropout rate (default 0.5)")
-    parser.add_argument("--quick", action="store_true", help="two sizes (2^16, 2^22), few rounds: about 30-50 s for every backend on 2 cores")  # noqa: E501
+    parser.add_argument("--quick", action="store_true", help="two sizes (2^16, 2^22), few rounds, 3 processes per backend")
     parser.add_argument("--json", type=writable_path, metavar="PATH",
                         help="merged result file (default results/<machine-id>/bench-<time>.json)")
     parser.add_argument("--resume", action="store_true",
@@ -66,6 +67,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bare-loop", action="store_true",
                         help="also time every case (and baseline) with a bare loop (15 rounds of >= 20 ms) right after "
                              "pytest-benchmark, in the same process, and print the harness overhead")
+    parser.add_argument("--processes", type=positive_int, default=0, metavar="K",
+                        help="fresh worker processes per backend; the reported time is the median over them "
+                             "(default 3 with --quick, 5 without)")
+    parser.add_argument("--no-interleave", dest="interleave", action="store_false",
+                        help="skip the interleaved rounds after pytest-benchmark's (the per-process figure is then "
+                             "pytest-benchmark's median and no same-round baseline ratio exists)")
     parser.add_argument("--require-device", action="store_true",
                         help="exit 1 when nothing could be timed on --device (default: skip with the reason)")
 
@@ -87,7 +94,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
     options = BenchOptions(backends=tuple(select(args.backend, args.api)), apis=tuple(args.api), device=args.device, sizes=sizes,
                            dtypes=dtypes, threads=args.threads, quick=args.quick, timeout=args.timeout,
                            rate=args.rate, require_device=args.require_device, resume=args.resume,
-                           bare_loop=args.bare_loop,
+                           bare_loop=args.bare_loop, processes=args.processes, interleave=args.interleave,
                            json_path=str(args.json) if args.json else None)
     return options.validated()
 
@@ -101,9 +108,15 @@ def default_json_path() -> str:
     return f"results/{machine_id()}/bench-{stamp}.json"
 
 
+SUMMARY_HEADERS = ["api", "mode", "direction", "size", "dtype", "device", "median µs", "CPU µs", "GB/s", "Melem/s",
+                   "x copy", "x rng32", "x best", "procs", "spread %", "rel IQR %", "rounds", "stable"]
+
+
 def summary_rows(payload: dict[str, Any]) -> list[list[Any]]:
-    """One row per timed API case: median time, GB/s and the ratios to the same worker's baselines."""
+    """One row per timed API case: median time (over processes), GB/s, the ratios to the same worker's
+    baselines (per-sweep interleaved neighbours where recorded, else ratio of medians) and stability."""
     from suite.bench.cases import size_label, throughput  # noqa: PLC0415
+    from suite.bench.stability import diagnose, percent  # noqa: PLC0415
 
     base: dict[tuple, float] = {}
     for b in payload["benchmarks"]:
@@ -117,16 +130,25 @@ def summary_rows(payload: dict[str, Any]) -> list[list[Any]]:
             continue
         t = throughput(b["stats"], info)
         key = (info["worker"], info["numel"], info["dtype"], info["device"])
-        ratios = [base.get((f"baseline:{name}", *key)) for name in ("copy", "rng32")]
         # groups (device, dtype, size, direction) in turn, fastest first within each
         order.append((info["device"], info["dtype"], info["numel"], info["direction"], t["seconds"]))
+        ratios = []
+        for name in ("copy", "rng32"):
+            neighbour, median = info.get(f"ratio_{name}"), base.get((f"baseline:{name}", *key))
+            ratios.append(f"{neighbour:.1f}" if neighbour else (f"{t['seconds'] / median:.1f}" if median else "-"))
+        diag = diagnose(b)
+        cpu = [p["cpu_median"] for p in info.get("processes") or [] if p.get("cpu_median")]
         rows.append([info["api"], info["mode"], info["direction"], size_label(info["numel"]), info["dtype"],
-                     info["device"], f"{t['seconds'] * 1e6:.1f}", f"{t['gb_per_s']:.2f}",
-                     f"{t['elements_per_s'] / 1e6:.0f}",
-                     *(f"{t['seconds'] / r:.1f}" if r else "-" for r in ratios)])
+                     info["device"], f"{t['seconds'] * 1e6:.1f}",
+                     f"{statistics.median(cpu) * 1e6:.1f}" if cpu else "-", f"{t['gb_per_s']:.2f}",
+                     f"{t['elements_per_s'] / 1e6:.0f}", *ratios, "", str(len(info.get("processes") or [])),
+                     percent(diag.spread), percent(diag.rel_iqr), str(diag.rounds),
+                     "! " + "; ".join(diag.reasons) if diag.unstable else "ok"])
         timed.append(((info["direction"], info["numel"], info["dtype"], info["device"], len(info.get("shape") or ())),
                       info["api"], t["seconds"]))
-    rows = [row + [f"{x:.2f}" if x == x else "-"] for row, x in zip(rows, best_column(timed))]
+    best_at = SUMMARY_HEADERS.index("x best")
+    for row, x in zip(rows, best_column(timed)):
+        row[best_at] = f"{x:.2f}" if x == x else "-"
     return [row for _, row in sorted(zip(order, rows), key=lambda pair: pair[0])]
 
 
@@ -137,6 +159,27 @@ def best_column(timed: list[tuple[Any, str, float]]) -> list[float]:
 
     known = {d.api for d in load_known()}
     return best_ratios(timed, lambda api: api not in known)
+
+
+def print_diagnostics(payload: dict[str, Any]) -> None:
+    """Machine noise from the baselines, and the scaling fit (a + b·n) per API and direction."""
+    from suite.bench.stability import CV_LIMIT, MAX_LIMIT, MIN_LIMIT, SPREAD_LIMIT, machine_noise, percent  # noqa: PLC0415
+    from suite.report.fit import FIT_HEADERS, fit_rows  # noqa: PLC0415
+
+    noise = machine_noise(payload["benchmarks"])
+    if noise["baseline_rows"]:
+        print(f"machine noise (baselines, {noise['baseline_rows']} rows): {percent(noise['rel_iqr'])} % relative IQR "
+              f"within a process, {percent(noise['spread'])} % between processes ((max-min)/median); "
+              f"{noise['unstable_rows']} baseline row(s) unstable")
+    print(f"stable: '!' marks a row like `pyperf check` would: stdev > {CV_LIMIT:.0%} of the mean, min < "
+          f"{MIN_LIMIT}x or max > {MAX_LIMIT}x the median, or processes more than {SPREAD_LIMIT:.0%} apart; "
+          "x copy / x rng32: median of per-round ratios to the same process's interleaved baselines; "
+          "CPU µs: the same rounds in process CPU time (far below the median: the processes waited for a core)")
+    fits = fit_rows(payload["benchmarks"])
+    if fits:
+        print()
+        print("scaling fit t = a + b·n over the measured sizes (a: per-call overhead, b: per-element cost)")
+        print(table.render(list(FIT_HEADERS), fits))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -165,10 +208,10 @@ def _run(args: argparse.Namespace) -> int:
     payload = run_bench(options, progress)
     rows = summary_rows(payload)
     if rows:
-        print(table.render(["api", "mode", "direction", "size", "dtype", "device", "median µs", "GB/s", "Melem/s", "x copy",
-                            "x rng32", "x best"], rows))
+        print(table.render(SUMMARY_HEADERS, rows))
         print("sorted by time within each device, dtype, size and direction; x copy / x rng32: time ÷ the "
               "baseline timed in the same worker process as the row (each worker times its own)")
+        print_diagnostics(payload)
         print()
     from suite.bench.cases import OVERHEAD_HEADERS, harness_overhead  # noqa: PLC0415
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
+from suite.bench.schema import READABLE, upgrade
 from suite.report import bandwidth
 from suite.report.units import size_label
 from suite.runtime.jsonio import ResultFileError, atomic_write_text, read_result
@@ -96,7 +97,7 @@ def validate_bench(payload: dict[str, Any]) -> str | None:
 def load_run(path: Path | str) -> Run:
     """One validated bench file, or ResultFileError naming the file (CLI exit 2)."""
     source = Path(path)
-    payload = read_result(source, kind="bench")
+    payload = upgrade(read_result(source, kind="bench", schemas=READABLE))  # schema 1 files still load
     problem = validate_bench(payload)
     if problem:
         raise ResultFileError(f"{source}: {problem}")

@@ -1,4 +1,15 @@
-"""Is NEW slower or faster than OLD? A rank test on the recorded rounds plus a practical threshold.
+"""Is NEW slower or faster than OLD? A test over processes (rounds for old files) plus a practical threshold.
+
+Since result schema 2 every row holds one figure per fresh worker process (suite/bench/aggregate.py),
+optionally normalized by the same process's interleaved baseline neighbours (``normalize`` copy |
+rng32). On a shared machine whole processes shift together, so the process is the unit of
+variance: with at least two processes on each side the test is Welch's t-test on the logs of the
+per-process figures, and the ratio is the ratio of their medians. Rows with a single process per side
+(schema-1 files) fall back to the Mann–Whitney test on rounds below, which treats rounds as
+independent and therefore flags between-run drift: say so, and re-run with several processes.
+The default threshold and alpha come from A/A runs on the development machine (DEFAULT_THRESHOLD).
+
+Rounds fallback:
 
 A ratio of means alone flags noise as change, and a p-value alone flags a 0.1 % shift on a quiet
 machine. A benchmark therefore counts as changed only when BOTH hold:
@@ -36,6 +47,24 @@ from suite.runtime.jsonio import ResultFileError
 NORMAL_MIN_ROUNDS = 8  # below this in either sample the normal approximation is not used
 MIN_ROUNDS = 3  # below this in either sample no two-sided test at alpha <= 0.1 can reject at all
 MAX_TIES_WORK = 3e9  # exact test with ties: at most this many array-element updates (a few seconds)
+
+NORMALIZE = ("none", "copy", "rng32")
+CLOCKS = ("wall", "cpu")
+DEFAULT_CLOCK = "cpu"  # wall: 25 % detection 37 % at a 9.7 % A/A rate on the same runs (copy, 0.10, 0.05)
+DEFAULT_NORMALIZE = "copy"
+DEFAULT_THRESHOLD = 0.10
+DEFAULT_ALPHA = 0.05
+"""Defaults from results/calibration/intel-r-xeon-r-processor-2c-134af65a/ (made by
+``python results/calibration/calibrate.py run`` then ``analyze``): 11 back-to-back ``bench --quick``
+runs (numpy, all APIs; torch, two APIs; two plugins doing 1.25x and 1.10x the work in every other
+run) on the shared 2-core development VM, load average 1 to 15. Over the grid (processes 1-3, clock
+wall/cpu, normalize none/copy/rng32, threshold 0.05-0.20, alpha 0.05/0.01/none) this is the setting
+with the highest detection of the 25 % slowdown at 2^22 among those whose mean A/A flag rate over 30
+pairs was at most 1 row in 20: CPU clock, copy-normalized, 3 processes, threshold 0.10, alpha 0.05."""
+CALIBRATION = {"aa_rate": 0.049, "aa_sd": 0.047, "detect_25": 0.98, "detect_10": 0.27, "pairs": 30,
+               "machine": "intel-r-xeon-r-processor-2c-134af65a"}
+"""What those defaults measured there (calibration.md): A/A rate mean and sd over pairs, and the
+fraction of 60 rows (2 directions x 30 trials) at 2^22 flagged as regressions for 25 % / 10 %."""
 
 # worker: baselines are timed once in every backend's process, so they repeat per worker
 KEY_FIELDS = ("api", "direction", "device", "dtype", "numel", "mode", "worker")
@@ -159,9 +188,11 @@ class Comparison:
     new_median: float | None
     ratio: float | None  # new / old medians
     p_value: float | None
-    method: str  # test used ("exact" | "exact-ties" | "normal"), "—" when none ran
+    method: str  # test used ("welch-processes" | "exact" | "exact-ties" | "normal"), "—" when none ran
     verdict: str  # regression | improvement | unchanged | no-data | missing-in-old | missing-in-new
     detail: str = ""  # why no test ran
+    processes: tuple[int, int] = (0, 0)  # per-process figures on each side (0: a rounds-based comparison)
+    spread: float | None = None  # largest between-process (max-min)/median of the two sides
 
 
 VERDICTS = ("regression", "improvement", "unchanged", "no-data", "missing-in-old", "missing-in-new")
@@ -218,13 +249,98 @@ def judge(old: Sequence[float], new: Sequence[float], *, threshold: float, alpha
     return ratio, test, "unchanged"
 
 
-def compare_runs(old: dict[str, Any], new: dict[str, Any], *, threshold: float, alpha: float,
-                 old_name: str = "OLD", new_name: str = "NEW") -> list[Comparison]:
-    """One Comparison per benchmark key present in either run, in a stable order."""
-    old_idx = index_benchmarks(old, old_name)
-    new_idx = index_benchmarks(new, new_name)
-    keys = list(old_idx) + [k for k in new_idx if k not in old_idx]
-    keys.sort(key=lambda k: tuple(str(v) if not isinstance(v, int) else f"{v:020d}" for v in k))
+def student_t_sf(t: float, df: float) -> float:
+    """P(T > t) for Student's t with ``df`` degrees of freedom (regularized incomplete beta, no scipy)."""
+    if not math.isfinite(t):
+        return 0.0 if t > 0 else 1.0
+    x = df / (df + t * t)
+    tail = 0.5 * _betainc(df / 2.0, 0.5, x)
+    return tail if t > 0 else 1.0 - tail
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """Regularized incomplete beta I_x(a, b) by Lentz's continued fraction (Numerical Recipes 6.4)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x > (a + 1.0) / (a + b + 2.0):
+        return 1.0 - _betainc(b, a, 1.0 - x)
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 300):
+        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    return front * h / a
+
+
+def welch_log(old: Sequence[float], new: Sequence[float]) -> float:
+    """Two-sided p of Welch's t-test on log(old) vs log(new) (>= 2 values each); 1.0 when both are constant."""
+    lo, ln = np.log(np.asarray(old, dtype=np.float64)), np.log(np.asarray(new, dtype=np.float64))
+    if lo.size < 2 or ln.size < 2:
+        raise CannotTest("the process test needs >= 2 processes on each side")
+    vo, vn = lo.var(ddof=1) / lo.size, ln.var(ddof=1) / ln.size
+    diff = float(ln.mean() - lo.mean())
+    if vo + vn == 0:
+        return 1.0 if diff == 0 else 0.0
+    t = diff / math.sqrt(vo + vn)
+    df = (vo + vn) ** 2 / ((vo ** 2 / (lo.size - 1) if vo else 0.0) + (vn ** 2 / (ln.size - 1) if vn else 0.0))
+    return min(1.0, 2.0 * student_t_sf(abs(t), df))
+
+
+def judge_processes(old: Sequence[float], new: Sequence[float], *, threshold: float,
+                    alpha: float) -> tuple[float, float, str]:
+    """Ratio of medians over processes, Welch's p on the logs, and the verdict."""
+    ratio = float(np.median(new) / np.median(old))
+    p = welch_log(old, new)
+    if p < alpha and ratio > 1.0 + threshold:
+        return ratio, p, "regression"
+    if p < alpha and ratio < 1.0 / (1.0 + threshold):
+        return ratio, p, "improvement"
+    return ratio, p, "unchanged"
+
+
+def _spread(values: Sequence[float]) -> float | None:
+    if len(values) < 2:
+        return None
+    med = float(np.median(values))
+    return (max(values) - min(values)) / med if med > 0 else None
+
+
+def _wanted(key: tuple[Any, ...], apis: Sequence[str]) -> bool:
+    return not apis or key[0] in apis
+
+
+def compare_runs(old: dict[str, Any], new: dict[str, Any], *, threshold: float = DEFAULT_THRESHOLD,
+                 alpha: float = DEFAULT_ALPHA, normalize: str = "none", apis: Sequence[str] = (),
+                 clock: str = "wall", old_name: str = "OLD", new_name: str = "NEW") -> list[Comparison]:
+    """One Comparison per benchmark key present in either run (``apis``: only those API ids), sorted by
+    ratio, largest first (rows without a ratio last).
+
+    ``normalize`` copy | rng32 compares each process's median ratio to its own interleaved baseline
+    instead of seconds (baseline rows themselves are always compared in seconds). ``clock`` cpu uses
+    each process's figures in process CPU time (the time it waited for a core left out), wall the
+    wall-clock ones; rows without CPU figures (older files) fall back to wall."""
+    from suite.bench.aggregate import process_values  # noqa: PLC0415 - report may read bench's row layout
+    from suite.bench.schema import upgrade  # noqa: PLC0415
+
+    if normalize not in NORMALIZE:
+        raise ValueError(f"normalize must be one of {', '.join(NORMALIZE)}, got {normalize!r}")
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
+    old_idx = index_benchmarks(upgrade(old), old_name)
+    new_idx = index_benchmarks(upgrade(new), new_name)
+    keys = [k for k in list(old_idx) + [k for k in new_idx if k not in old_idx] if _wanted(k, apis)]
     out = []
     for key in keys:
         o, n = old_idx.get(key), new_idx.get(key)
@@ -235,6 +351,16 @@ def compare_runs(old: dict[str, Any], new: dict[str, Any], *, threshold: float, 
         if o is None or n is None:
             verdict = "missing-in-old" if o is None else "missing-in-new"
             out.append(Comparison(key, label, om, nm, ratio, None, "—", verdict))
+            continue
+        how = "none" if str(key[0]).startswith("baseline:") else normalize
+        ov, nv = process_values(o, how, clock), process_values(n, how, clock)
+        if clock == "cpu" and (len(ov) < 2 or len(nv) < 2):
+            ov, nv = process_values(o, how), process_values(n, how)
+        if len(ov) >= 2 and len(nv) >= 2:
+            ratio, p, verdict = judge_processes(ov, nv, threshold=threshold, alpha=alpha)
+            spreads = [s for s in (_spread(ov), _spread(nv)) if s is not None]
+            out.append(Comparison(key, label, om, nm, ratio, p, "welch-processes", verdict,
+                                  processes=(len(ov), len(nv)), spread=max(spreads) if spreads else None))
             continue
         od, nd = _rounds(o), _rounds(n)
         if od is None or nd is None:
@@ -248,7 +374,8 @@ def compare_runs(old: dict[str, Any], new: dict[str, Any], *, threshold: float, 
             out.append(Comparison(key, label, om, nm, ratio, None, "—", "no-data", f"test refused: {exc}"))
             continue
         out.append(Comparison(key, label, float(np.median(od)), float(np.median(nd)), ratio, test.p_value,
-                              test.method, verdict))
+                              test.method, verdict, processes=(len(ov), len(nv))))
+    out.sort(key=lambda r: (r.ratio is None, -(r.ratio or 0.0), r.label))
     return out
 
 

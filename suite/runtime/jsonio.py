@@ -41,8 +41,11 @@ def atomic_write_json(path: str | os.PathLike[str], payload: dict[str, Any]) -> 
     return atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
 
 
-def read_result(path: str | os.PathLike[str], kind: str | None = None) -> dict[str, Any]:
-    """Load one of our JSON files, or ResultFileError with a one-line reason naming the file."""
+def read_result(path: str | os.PathLike[str], kind: str | None = None,
+                schemas: tuple[int, ...] = (SCHEMA,)) -> dict[str, Any]:
+    """Load one of our JSON files, or ResultFileError with a one-line reason naming the file.
+
+    ``schemas``: the versions the caller can read (bench files: suite.bench.schema.READABLE)."""
     source = Path(path)
     try:
         text = source.read_text(encoding="utf-8")
@@ -54,8 +57,10 @@ def read_result(path: str | os.PathLike[str], kind: str | None = None) -> dict[s
         raise ResultFileError(f"{source}: not valid JSON (truncated or corrupt at line {exc.lineno})") from exc
     if not isinstance(payload, dict) or "schema" not in payload:
         raise ResultFileError(f"{source}: not a dropbench result file (no 'schema' field)")
-    if payload["schema"] != SCHEMA:
-        raise ResultFileError(f"{source}: schema {payload['schema']!r} is not supported (this dropbench reads schema {SCHEMA})")
+    if payload["schema"] not in schemas:
+        readable = " or ".join(str(s) for s in schemas)
+        raise ResultFileError(f"{source}: schema {payload['schema']!r} is not supported (this dropbench reads "
+                              f"schema {readable})")
     if kind is not None and payload.get("kind") != kind:
         raise ResultFileError(f"{source}: a {payload.get('kind')!r} file, expected {kind!r}")
     return payload

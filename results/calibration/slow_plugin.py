@@ -1,0 +1,46 @@
+"""Calibration plugins for `dropbench compare`: numpy:fast doing a known amount of extra work.
+
+``Slow25`` (backend "calib25") and ``Slow10`` ("calib10") time numpy's fast kernel on an input with
+``factor`` times as many rows as the case asks for, so each step does ``factor`` x the element-wise
+work (memory- and RNG-bound at 2^22, so time follows work). The factor is read from the environment
+(``DROPBENCH_CALIB25`` / ``DROPBENCH_CALIB10``, default 1.0), so the same backend name, API id
+and rows appear in an unchanged run (1.0) and in a slowed one (1.25 / 1.10), and compare matches
+them. The row count is rounded: the work factor actually done is recorded as
+``versions["work_factor"]`` (2^22 = 4096 rows: 5120/4096 = 1.25 exactly, 4506/4096 = 1.1001).
+Used only by results/calibration/calibrate.py, never by the suite.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Sequence
+
+from backends.numpy_backend import NumpyBackend
+
+
+class _Slow(NumpyBackend):
+    env = ""
+
+    apis = ("fast",)
+    infos = {"fast": NumpyBackend.infos["fast"]}
+
+    @property
+    def factor(self) -> float:
+        return float(os.environ.get(self.env, "1.0"))
+
+    def versions(self) -> dict[str, str]:
+        return {**super().versions(), "work_factor": os.environ.get(self.env, "1.0")}
+
+    def prepare(self, shape: Sequence[int], spec: Any, *, api: str, direction: str,
+                compiled: bool = False) -> Callable[[], None]:
+        rows = max(1, round(int(shape[0]) * self.factor))
+        return super().prepare((rows, *shape[1:]), spec, api=api, direction=direction, compiled=compiled)
+
+
+class Slow25(_Slow):
+    name = "calib25"
+    env = "DROPBENCH_CALIB25"
+
+
+class Slow10(_Slow):
+    name = "calib10"
+    env = "DROPBENCH_CALIB10"
