@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from suite.bench.schema import READABLE
 from suite.runtime.jsonio import read_result
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +42,7 @@ def test_interrupted_run_resumes_keeping_its_finished_stages(tmp_path: Path) -> 
     assert "keeping verify, probe" in resumed.stdout
     assert (folder / "verify.json").read_bytes() == verify_before  # kept, not rerun
     assert (folder / "probe.json").read_bytes() == probe_before
-    bench = read_result(folder / "bench.json", kind="bench")
+    bench = read_result(folder / "bench.json", kind="bench", schemas=READABLE)
     assert [b["backend"] for b in bench["backends"]] == ["numpy"]  # the run's own --backend, not every backend
     summary = (folder / "summary.md").read_text(encoding="utf-8")
     assert "## Conformance (verify)" in summary and "## Throughput" in summary

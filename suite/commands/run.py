@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from suite.bench.schema import READABLE
 from suite.commands.cluster import run_per_machine
 from suite.commands.options import add_executor_options, positive_float, positive_int
 from suite.commands.progress import Progress, progress_bar
@@ -161,7 +162,7 @@ def gpu_problem(device: str, bench_json: Path | None) -> str | None:
         return ("no GPU is visible (nvidia-smi is missing or lists none): every GPU case was skipped — "
                 "run this on a machine with an NVIDIA GPU")
     if bench_json is not None and bench_json.exists():
-        rows = [b for b in read_result(bench_json, kind="bench").get("benchmarks", [])
+        rows = [b for b in read_result(bench_json, kind="bench", schemas=READABLE).get("benchmarks", [])
                 if str(b.get("extra_info", {}).get("device", "")).startswith("cuda")]
         if not rows:
             return f"nvidia-smi sees {gpus}, but no benchmark ran on it (see the skipped cases in bench.json)"
