@@ -147,6 +147,25 @@ class Keras3Backend(BaseBackend):
 
         return run
 
+    def _compiled_impl(self, api: str) -> Impl:
+        """:meth:`_impl` inside the Keras backend's compilation (:meth:`_compiled_call`)."""
+        self._check_api(api)
+
+        def run(x: np.ndarray, grad_out: np.ndarray | None, spec: Any) -> tuple[np.ndarray, np.ndarray | None]:
+            keras = self.framework()
+            with keras.device(self._keras_device(spec.device)):
+                layer = self._layer(spec, x.shape)
+                xt = self._tensor(x, spec.device)
+                g = None if grad_out is None else self._tensor(grad_out, spec.device)
+                outs = self._compiled_call(layer, xt, g, spec.training)
+                return self._to_numpy(outs[0]), (None if g is None else self._to_numpy(outs[1]))
+
+        return run
+
+    def _compiled_call(self, layer: Any, x: Tensor, g: Tensor | None, training: bool) -> tuple[Tensor, ...]:
+        """(y,) or (y, dL/dx) computed once in the backend's compiled mode."""
+        raise Unsupported(f"{self.name}:{self.keras_backend}: no compiled mode is probed for this Keras backend")
+
     # -- timing -----------------------------------------------------------------------
     def prepare(self, shape: Sequence[int], spec: Any, *, api: str, direction: str,
                 compiled: bool = False) -> Callable[[], None]:
@@ -213,6 +232,20 @@ class Keras3Jax(Keras3Backend):
 
     def _sync(self, outs: Sequence[Tensor]) -> None:
         self._native().block_until_ready(tuple(outs))
+
+    def _compiled_call(self, layer: Any, x: Tensor, g: Tensor | None, training: bool) -> tuple[Tensor, ...]:
+        """jax.jit of the stateless call (and its vjp) from the layer's seed state, as a jitted train step."""
+        jax = self._native()
+        call = self._stateless(layer, training)
+        state = [v.value for v in layer.non_trainable_variables]
+        if g is None:
+            return (jax.jit(lambda s, v: call(v, s)[0])(state, x),)
+
+        def fwd_bwd(s: list[Tensor], v: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
+            y, vjp, _ = jax.vjp(lambda u: call(u, s), v, has_aux=True)
+            return y, vjp(g)[0]
+
+        return jax.jit(fwd_bwd)(state, x, g)
 
     def _compiled_step(self, layer: Any, x: Tensor, g: Tensor | None, training: bool) -> Callable[[], None] | None:
         """"jit": jax.jit of the stateless call (plus its vjp), the seed state threaded through."""
@@ -309,6 +342,13 @@ class Keras3Tensorflow(Keras3Backend):
     def _sync(self, outs: Sequence[Tensor]) -> None:
         tf = self._native()
         tf.concat([tf.reshape(t, [-1])[:1] for t in outs], 0).numpy()  # one element each waits for all
+
+    def _compiled_call(self, layer: Any, x: Tensor, g: Tensor | None, training: bool) -> tuple[Tensor, ...]:
+        """The step under tf.function, as model.fit runs it."""
+        tf = self._native()
+        if g is None:
+            return (tf.function(lambda v: layer(v, training=training))(x),)
+        return tuple(tf.function(lambda v, w: self._forward_backward(layer, v, w, training))(x, g))
 
     def _compiled_step(self, layer: Any, x: Tensor, g: Tensor | None, training: bool) -> Callable[[], None] | None:
         """"tf.function": the step traced once, as model.fit runs it."""

@@ -234,6 +234,20 @@ class TensorflowBackend(BaseBackend):
 
         return run
 
+    def _compiled_impl(self, api: str) -> Impl:
+        """:meth:`_impl` with the step (forward, and the tape's backward) inside one tf.function."""
+        def run(x: np.ndarray, grad_out: np.ndarray | None, spec: Any) -> tuple[np.ndarray, np.ndarray | None]:
+            tf = self.framework()
+            with tf.device(self._tf_device(spec.device)):
+                self._reseed(api, spec)
+                drop = self._build(api, spec, x.shape)
+                if grad_out is None:
+                    return tf.function(drop)(tf.constant(x)).numpy(), None
+                y, grad = tf.function(lambda a, b: self._step(drop, a, b))(tf.constant(x), tf.constant(grad_out))
+                return y.numpy(), grad.numpy()
+
+        return run
+
     def prepare(
         self, shape: Sequence[int], spec: Any, *, api: str, direction: str, compiled: bool = False
     ) -> Callable[[], None]:

@@ -53,6 +53,10 @@ class TorchBackend(BaseBackend):
         "d2l-scratch": ApiInfo(frozenset({"seed", "backward"}), _DTYPES),
     }
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._compiled_fns: dict[tuple[Any, ...], Callable[[Tensor], Tensor]] = {}
+
     def pin_threads(self, threads: int) -> dict[str, Any]:
         return pin_torch_threads(self.framework(), threads)
 
@@ -162,6 +166,41 @@ class TorchBackend(BaseBackend):
             if grad_out is not None:
                 grad = self._input_grad(y, xt, torch.tensor(grad_out, device=device))
                 grad = grad.detach().cpu().numpy()
+            return y.detach().cpu().numpy(), grad
+
+        return run
+
+    # -- compiled (probe only) -------------------------------------------------
+    def compiled_mode_for_probe(self, api: str) -> str | None:
+        return "torch.compile" if api == "F.dropout" else None
+
+    def _compiled(self, api: str) -> Callable[[np.ndarray, np.ndarray | None, Any], tuple[np.ndarray, np.ndarray | None]]:
+        if api != "F.dropout":
+            self._check_api(api)
+            raise Unsupported(f"{self.name}:{api}: torch.compile is probed on F.dropout only (the modules call the "
+                              "same op; one inductor compile costs 15-70 s on a 2-core CPU)")
+        return self._compiled_impl(api)
+
+    def _compiled_impl(self, api: str) -> Callable[[np.ndarray, np.ndarray | None, Any], tuple[np.ndarray, np.ndarray | None]]:
+        """F.dropout under ``torch.compile`` (inductor, default config: no ``fallback_random``).
+
+        One compiled function per (rate, training), kept as a training loop keeps it; the seed is
+        applied with ``torch.manual_seed`` right before the call, exactly as in eager.
+        """
+        def run(x: np.ndarray, grad_out: np.ndarray | None, spec: Any) -> tuple[np.ndarray, np.ndarray | None]:
+            torch = self.framework()
+            key = (api, repr(spec.rate), bool(spec.training))
+            fn = self._compiled_fns.get(key)
+            if fn is None:
+                fn = self._compiled_fns[key] = torch.compile(self._builder(api, spec))
+            xt = torch.tensor(x, device=torch.device(spec.device))
+            if grad_out is not None:
+                xt.requires_grad_(True)
+            self._seed(spec)
+            y = fn(xt)
+            grad = None
+            if grad_out is not None:
+                grad = self._input_grad(y, xt, torch.tensor(grad_out, device=xt.device)).detach().cpu().numpy()
             return y.detach().cpu().numpy(), grad
 
         return run
