@@ -10,7 +10,9 @@ costs one extra import, never the other results. The watchdog is ``faulthandler`
 framework hangs inside native code holding the GIL.
 
 The cross-process cases (same seed / no seed in two fresh processes) run in two extra workers
-of their own, unseeded cases first, so that both processes start from the same fresh state.
+of their own, unseeded cases first, so that both processes start from the same fresh state. Both
+run pinned to one thread; the first then runs the thread cases, whose other half (the default thread
+count) ran in the main worker: the same seed at 1 and N threads without a worker of its own.
 """
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ from suite.spec import DropoutSpec
 
 DEFAULT_SEED = 20260101
 DEFAULT_CASE_TIMEOUT_S = 30.0
-PINNED_THREADS = 1  # the thread count the "threads" worker pins; the main worker runs at its default
+PINNED_THREADS = 1  # the thread count the "process" workers pin; the main worker runs at its default
 Pair = tuple[str, str]  # (api id, case id)
 
 
@@ -143,10 +145,14 @@ def plan_for(backend: Any, mode: str, apis: Iterable[str] | None, cases: Iterabl
     wanted_cases = set(cases) if cases else None
     ids = [f"{backend.name}:{a}" for a in backend.apis if wanted_apis is None or f"{backend.name}:{a}" in wanted_apis]
     chosen = [c for c in probes.CASES if (wanted_cases is None or c.id in wanted_cases)
-              and (c.cross_threads if mode == "threads" else c.cross_process == (mode == "process"))]
+              and (c.cross_process if mode == "process" else not c.cross_process)]
     if mode == "process":
-        chosen.sort(key=lambda c: c.seeded)  # unseeded first: nothing may seed the stream before them
-        return [(a, c.id) for c in chosen for a in ids]
+        # unseeded first: nothing may seed the stream before them; the thread cases (run here at one
+        # thread, in the main worker at the default count) last, after the fresh-state cases
+        chosen = [c for c in chosen if c.cross_process]
+        chosen.sort(key=lambda c: c.seeded)
+        threads = [c for c in probes.CASES if c.cross_threads and (wanted_cases is None or c.id in wanted_cases)]
+        return [(a, c.id) for c in chosen for a in ids] + [(a, c.id) for c in threads for a in ids]
     return [(a, c.id) for a in ids for c in chosen]
 
 
@@ -224,12 +230,14 @@ def _failure_record(pair: Pair, result: WorkerResult, watchdog_text: str, case_t
 
 def run_backend(ref: BackendRef, mode: str, *, apis: set[str] | None, cases: list[str] | None, seed: int,
                 timeout: float = DEFAULT_TIMEOUT_S, case_timeout: float = DEFAULT_CASE_TIMEOUT_S) -> BackendRun:
-    """Run one backend's cases of ``mode`` ("main", "process" or "threads"), resuming after crashes and hangs.
+    """Run one backend's cases of ``mode`` ("main" or "process"), resuming after crashes and hangs.
 
-    "threads" workers start with the BLAS/OpenMP variables at 1 and pin the framework's pools to 1
-    (backend.pin_threads) before any case runs; the main worker runs the same cases at its default.
+    "process" workers start with the BLAS/OpenMP variables at 1 and pin the framework's pools to 1
+    (backend.pin_threads) before any case runs: both cross-process runs at one thread, and the thread
+    cases there against the main worker's run at the default count. One worker fewer per backend than
+    a separate thread worker (a framework import costs seconds).
     """
-    threads = PINNED_THREADS if mode == "threads" else None
+    threads = PINNED_THREADS if mode == "process" else None
     run = BackendRun(ref.name)
     todo: list[Pair] | None = None
     with tempfile.TemporaryDirectory(prefix="dropbench-probe-") as tmp:
@@ -273,6 +281,8 @@ def merge_process_runs(first: BackendRun, second: BackendRun) -> dict[Pair, dict
     """Cross-process records: the first process's observation, finding = same mask in both or not."""
     merged: dict[Pair, dict[str, Any]] = {}
     for pair, record in first.records.items():
+        if not probes.BY_ID[pair[1]].cross_process:
+            continue
         record = dict(record)
         other = second.records.get(pair)
         if record["outcome"] not in probes.NO_OUTPUT:
@@ -302,7 +312,7 @@ def merge_thread_runs(main: dict[Pair, dict[str, Any]], pinned: BackendRun) -> d
         if record["outcome"] not in probes.NO_OUTPUT:
             if other is None:
                 record.update(outcome=pinned.status if pinned.status in ("crash", "timeout", "unavailable") else "crash",
-                              message=probes.short_message(f"the 1-thread worker gave no result: {pinned.reason}", 600))
+                              message=probes.short_message(f"the 1-thread (first process) worker gave no result: {pinned.reason}", 600))
             elif other["outcome"] in ("crash", "timeout", "error"):
                 record.update(outcome=other["outcome"], error_type=other["error_type"],
                               message=probes.short_message(f"1-thread worker: {other['message']}", 600))
@@ -315,6 +325,11 @@ def merge_thread_runs(main: dict[Pair, dict[str, Any]], pinned: BackendRun) -> d
         record["detail"] = detail or None
         merged[pair] = record
     return merged
+
+
+def _process_only(cases: list[str] | None) -> list[str]:
+    """The cross-process case ids among ``cases`` (all when None): the second process needs no thread cases."""
+    return [c.id for c in probes.CASES if c.cross_process and (not cases or c.id in cases)]
 
 
 @dataclass
@@ -356,14 +371,15 @@ def run_probe(refs: list[BackendRef], apis: set[str] | None = None, cases: list[
         main = run_backend(ref, "main", **kw)
         records = dict(main.records)
         workers = main.workers
-        if main.status == "ok" and wants_process:
-            first, second = run_backend(ref, "process", **kw), run_backend(ref, "process", **kw)
-            records.update(merge_process_runs(first, second))
-            workers += first.workers + second.workers
-        if main.status == "ok" and wants_threads:
-            pinned = run_backend(ref, "threads", **kw)
-            records.update(merge_thread_runs(records, pinned))
-            workers += pinned.workers
+        if main.status == "ok" and (wants_process or wants_threads):
+            first = run_backend(ref, "process", **kw)
+            workers += first.workers
+            if wants_process:
+                second = run_backend(ref, "process", **{**kw, "cases": _process_only(cases)})
+                records.update(merge_process_runs(first, second))
+                workers += second.workers
+            if wants_threads:
+                records.update(merge_thread_runs(records, first))
         report.backends.append({"backend": main.name, "ref": ref.name, "status": main.status, "reason": main.reason,
                                 "apis": main.apis, "workers": workers})
         environment = declaration(ref.ref)[0]
