@@ -24,12 +24,17 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from backends.attention_inputs import keras_attention, weights_layout
 from backends.base import ApiInfo, BaseBackend, Unsupported
 from backends.jax_backend import pin_by_affinity
 from backends.tensorflow_backend import pin_tensorflow_threads
 from backends.torch_backend import pin_torch_threads
 
 _LAYER = frozenset({"broadcast_axes", "seed", "backward", "eval"})
+ATTENTION_SUFFIX = ".MultiHeadAttention"
+# MultiHeadAttention(dropout=...): seed= and training= exist; no axes, and no backward (y is x times the
+# weights' mask, multiplied by the adapter): see backends/attention_inputs.py
+_ATTENTION_INFO = ApiInfo(frozenset({"seed", "eval"}), ("float32",))
 PREPARE_INPUT_SEED = 20261126
 
 Tensor = Any  # a tensor of the Keras backend in use
@@ -138,6 +143,8 @@ class Keras3Backend(BaseBackend):
         def run(x: np.ndarray, grad_out: np.ndarray | None, spec: Any) -> tuple[np.ndarray, np.ndarray | None]:
             keras = self.framework()
             with keras.device(self._keras_device(spec.device)):
+                if api.endswith(ATTENTION_SUFFIX):
+                    return self._attention(api, x, spec), None
                 layer = self._layer(spec, x.shape)
                 xt = self._tensor(x, spec.device)
                 if grad_out is None:
@@ -146,6 +153,21 @@ class Keras3Backend(BaseBackend):
                 return self._to_numpy(y), self._to_numpy(grad)
 
         return run
+
+    def _attention(self, api: str, x: np.ndarray, spec: Any) -> np.ndarray:
+        """MultiHeadAttention(dropout=rate, seed=seed): x times its dropped weights (backends/attention_inputs.py)."""
+        dtypes = self.api_info(api).dtypes
+        if x.dtype.name not in dtypes:
+            raise Unsupported(f"{self.name}:{api} is probed in {', '.join(dtypes)} only, not {x.dtype.name}")
+        keras = self.framework()
+        rows, _ = weights_layout(tuple(x.shape))
+        if rows == 0:
+            return x.copy()
+        out = self._to_numpy(keras_attention(keras, x, spec, seeded=True)(spec.training))
+        return x * out.reshape(x.shape).astype(x.dtype)
+
+    def compiled_mode_for_probe(self, api: str) -> str | None:
+        return None if api.endswith(ATTENTION_SUFFIX) else super().compiled_mode_for_probe(api)
 
     def _compiled_impl(self, api: str) -> Impl:
         """:meth:`_impl` inside the Keras backend's compilation (:meth:`_compiled_call`)."""
@@ -170,6 +192,8 @@ class Keras3Backend(BaseBackend):
     def prepare(self, shape: Sequence[int], spec: Any, *, api: str, direction: str,
                 compiled: bool = False) -> Callable[[], None]:
         """One timed step: the layer (built once) on device-resident input, then the backend's sync."""
+        if api.endswith(ATTENTION_SUFFIX):
+            raise Unsupported(f"{self.name}:{api}: attention dropout is probed, not timed (a timing would be the attention's)")
         shape, backward = self._prepare_args(shape, spec, api, direction)
         if spec.dtype not in self.api_info(api).dtypes:
             raise Unsupported(f"{self.name}:{api} has no dtype {spec.dtype!r}")
@@ -198,11 +222,12 @@ class Keras3Backend(BaseBackend):
 
 class Keras3Jax(Keras3Backend):
     keras_backend = "jax"
-    apis = ("jax",)
+    apis = ("jax", "jax.MultiHeadAttention")
     environment = "jax"
     worker_env = {"KERAS_BACKEND": "jax"}
     compiled_mode = "jit"
-    infos = {"jax": ApiInfo(_LAYER, ("float32", "float16", "bfloat16"))}  # float64 needs jax_enable_x64
+    infos = {"jax": ApiInfo(_LAYER, ("float32", "float16", "bfloat16")),  # float64 needs jax_enable_x64
+             "jax.MultiHeadAttention": _ATTENTION_INFO}
 
     def pin_threads(self, threads: int) -> dict[str, Any]:
         return pin_by_affinity(threads)
@@ -274,9 +299,9 @@ class Keras3Jax(Keras3Backend):
 
 class Keras3Torch(Keras3Backend):
     keras_backend = "torch"
-    apis = ("torch",)
+    apis = ("torch", "torch.MultiHeadAttention")
     worker_env = {"KERAS_BACKEND": "torch"}
-    infos = {"torch": ApiInfo(_LAYER, ("float32", "float16", "float64"))}
+    infos = {"torch": ApiInfo(_LAYER, ("float32", "float16", "float64")), "torch.MultiHeadAttention": _ATTENTION_INFO}
 
     def pin_threads(self, threads: int) -> dict[str, Any]:
         return pin_torch_threads(importlib.import_module("torch"), threads)
@@ -312,10 +337,11 @@ class Keras3Torch(Keras3Backend):
 
 class Keras3Tensorflow(Keras3Backend):
     keras_backend = "tensorflow"
-    apis = ("tensorflow",)
+    apis = ("tensorflow", "tensorflow.MultiHeadAttention")
     worker_env = {"KERAS_BACKEND": "tensorflow"}
     compiled_mode = "tf.function"
-    infos = {"tensorflow": ApiInfo(_LAYER, ("float32", "float16", "float64"))}
+    infos = {"tensorflow": ApiInfo(_LAYER, ("float32", "float16", "float64")),
+             "tensorflow.MultiHeadAttention": _ATTENTION_INFO}
 
     def pin_threads(self, threads: int) -> dict[str, Any]:
         return pin_tensorflow_threads(threads)
@@ -369,11 +395,12 @@ class Keras3Tensorflow(Keras3Backend):
 
 class Keras3Numpy(Keras3Backend):
     keras_backend = "numpy"
-    apis = ("numpy",)
+    apis = ("numpy", "numpy.MultiHeadAttention")
     environment = "jax"  # Keras's NumPy backend imports jax (keras/src/backend/numpy/nn.py, Keras 3.15.1)
     worker_env = {"KERAS_BACKEND": "numpy"}
     # the NumPy backend is inference-only: no autograd, so no backward
-    infos = {"numpy": ApiInfo(frozenset({"broadcast_axes", "seed", "eval"}), ("float32", "float16", "float64"))}
+    infos = {"numpy": ApiInfo(frozenset({"broadcast_axes", "seed", "eval"}), ("float32", "float16", "float64")),
+             "numpy.MultiHeadAttention": _ATTENTION_INFO}
 
     def _tensor(self, x: np.ndarray, device: str) -> Tensor:
         return np.array(x)  # a copy: rate 0 / eval return their input
