@@ -18,6 +18,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from backends.base import Unsupported
+
 MAX_KEYS = 64
 
 
@@ -64,3 +66,11 @@ def keras_attention(keras: Any, x: np.ndarray, spec: Any, *, seeded: bool) -> Ca
         return layer(query, values, training=training)
 
     return call
+
+
+def require_finite(name: str, x: np.ndarray) -> None:
+    """Refuse a non-finite x: the adapter, not the framework, multiplies x by the weights' mask, so an
+    inf or NaN in x would only show that multiplication (inf * 0 = NaN), never the attention layer."""
+    if x.size and not np.isfinite(np.asarray(x, dtype=np.float64)).all():
+        raise Unsupported(f"{name}: x only scales the dropped weights in this probe; a non-finite x would test the "
+                          "adapter's own multiplication, not the attention layer")

@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from backends.attention_inputs import keras_attention, weights_layout
+from backends.attention_inputs import keras_attention, require_finite, weights_layout
 from backends.base import ApiInfo, BaseBackend, Unsupported
 from backends.jax_backend import pin_by_affinity
 from backends.tensorflow_backend import pin_tensorflow_threads
@@ -159,6 +159,7 @@ class Keras3Backend(BaseBackend):
         dtypes = self.api_info(api).dtypes
         if x.dtype.name not in dtypes:
             raise Unsupported(f"{self.name}:{api} is probed in {', '.join(dtypes)} only, not {x.dtype.name}")
+        require_finite(f"{self.name}:{api}", x)
         keras = self.framework()
         rows, _ = weights_layout(tuple(x.shape))
         if rows == 0:

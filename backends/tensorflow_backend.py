@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from backends.attention_inputs import keras_attention, weights_layout
+from backends.attention_inputs import keras_attention, require_finite, weights_layout
 from backends.base import ApiInfo, BaseBackend, Unavailable, Unsupported, set_thread_env
 
 Tensor = Any  # a tf.Tensor; TF is not imported at module level
@@ -252,6 +252,8 @@ class TensorflowBackend(BaseBackend):
     def _impl(self, api: str) -> Impl:
         def run(x: np.ndarray, grad_out: np.ndarray | None, spec: Any) -> tuple[np.ndarray, np.ndarray | None]:
             tf = self.framework()
+            if api == "tf_keras.layers.MultiHeadAttention":
+                require_finite(f"{self.name}:{api}", x)
             with tf.device(self._tf_device(spec.device)):
                 self._reseed(api, spec)
                 drop = self._build(api, spec, x.shape)
@@ -264,6 +266,8 @@ class TensorflowBackend(BaseBackend):
         """:meth:`_impl` with the step (forward, and the tape's backward) inside one tf.function."""
         def run(x: np.ndarray, grad_out: np.ndarray | None, spec: Any) -> tuple[np.ndarray, np.ndarray | None]:
             tf = self.framework()
+            if api == "tf_keras.layers.MultiHeadAttention":
+                require_finite(f"{self.name}:{api}", x)
             with tf.device(self._tf_device(spec.device)):
                 self._reseed(api, spec)
                 drop = self._build(api, spec, x.shape)
@@ -309,3 +313,12 @@ class TensorflowBackend(BaseBackend):
                 step().numpy()
 
         return run
+
+
+class TensorflowPrevious(TensorflowBackend):
+    """The same adapter in the "tf-prev" environment (the previous minor TF and tf_keras), for ``probe --diff``.
+
+    Not in the registry: ``--backend backends.tensorflow_backend:TensorflowPrevious`` after ``dropbench env create tf-prev``.
+    """
+
+    environment = "tf-prev"

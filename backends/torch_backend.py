@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from backends.attention_inputs import one_hot_values, weights_layout
+from backends.attention_inputs import one_hot_values, require_finite, weights_layout
 from backends.base import ApiInfo, BaseBackend, DeviceBaseline, Layout, Unavailable, Unsupported
 
 _DTYPES = ("float32", "float16", "float64")  # all three run forward and backward on CPU torch
@@ -155,6 +155,7 @@ class TorchBackend(BaseBackend):
             dtype_name = str(x.dtype).removeprefix("torch.")
             if dtype_name not in info.dtypes:
                 raise Unsupported(f"{self.name}:{api} is probed in {', '.join(info.dtypes)} only, not {dtype_name}")
+            require_finite(f"{self.name}:{api}", x.detach().cpu().numpy())
             rows, keys = weights_layout(tuple(x.shape))
             if rows == 0:
                 return x * 0
@@ -283,3 +284,12 @@ class TorchBackend(BaseBackend):
             sync()
 
         return step
+
+
+class TorchPrevious(TorchBackend):
+    """The same adapter in the "torch-prev" environment (the previous minor torch), for ``probe --diff``.
+
+    Not in the registry: ``--backend backends.torch_backend:TorchPrevious`` after ``dropbench env create torch-prev``.
+    """
+
+    environment = "torch-prev"
