@@ -201,8 +201,8 @@ AS_GIVEN = "p as given (finer than 1/256)"
 SAME_AT_THREADS, NEW_AT_THREADS = "same mask at 1 and N threads", "new mask at 1 thread"
 
 CASES = CASES + (
-    _case("compiled", "The same seed and input, eager and in the API's compiled mode (tf.function, jit, hybridized, "
-          "torch.compile): does compiling a model change its dropout masks?",
+    _case("compiled", "The same seed and input, eager and in the API's compiled mode (its ApiInfo.compiled: graph "
+          "function, jit, hybridized block, compiler): does compiling a model change its dropout masks?",
           kind="compiled", convention=True, timeout_s=240.0),
     _case("compiled-grad", "Forward and backward inside the compiled mode (grad_out = 1): does the gradient still "
           "reuse the forward mask and scale?",
