@@ -6,6 +6,7 @@ changed cell may be due to; nothing here decides it.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,18 +46,37 @@ def _changed(prefix: str, old: dict[str, Any], new: dict[str, Any], keys: list[s
             if _flat(old.get(k)) != _flat(new.get(k))]
 
 
+_ENV_SUFFIX = re.compile(r"^(?P<name>.+) \((?P<env>[^()]+) env\)$")
+
+
+def _versions(payload: dict[str, Any]) -> dict[str, str]:
+    """Versions by package; a worker environment's "torch (torch-prev env)" key becomes torch = "2.12.1 (torch-prev env)",
+    so the same package lines up across a run in the main environment and one in another."""
+    out: dict[str, str] = {}
+    for key, value in (payload.get("versions") or {}).items():
+        m = _ENV_SUFFIX.match(key)
+        out[m["name"] if m else key] = f"{value} ({m['env']} env)" if m else str(value)
+    return out
+
+
+def _statuses(payload: dict[str, Any]) -> dict[str, str]:
+    """Backend status by the backend's own name (a registry name and a module:attr of one backend line up)."""
+    out: dict[str, str] = {}
+    for b in payload.get("backends", []):
+        key = b["backend"] if b["backend"] not in out else f"{b['backend']} ({b.get('ref')})"
+        out[key] = b["status"]
+    return out
+
+
 def diff(old: dict[str, Any], new: dict[str, Any]) -> ProbeDiff:
     """Versions, machine facts, backend status and every cell whose label changed (or that one run lacks)."""
-    context = _changed("version: ", old.get("versions", {}), new.get("versions", {}))
+    context = [row for row in _changed("version: ", _versions(old), _versions(new))
+               if row[1].split(" (")[0] != row[2].split(" (")[0]]  # the same release in another environment is no change
     machine_old, machine_new = old.get("machine", {}) or {}, new.get("machine", {}) or {}
     context += _changed("machine: ", machine_old, machine_new)  # id, cpu, cores, memory, ... and devices where recorded
     context += _changed("", {"devices": old.get("devices")} if "devices" in old else {},
                         {"devices": new.get("devices")} if "devices" in new else {})
-    status_old = {b["backend"] + (f" ({b['ref']})" if b.get("ref") not in (None, b["backend"]) else ""): b["status"]
-                  for b in old.get("backends", [])}
-    status_new = {b["backend"] + (f" ({b['ref']})" if b.get("ref") not in (None, b["backend"]) else ""): b["status"]
-                  for b in new.get("backends", [])}
-    context += _changed("backend: ", status_old, status_new)
+    context += _changed("backend: ", _statuses(old), _statuses(new))
     a, b = _labels(old), _labels(new)
     order = list(dict.fromkeys([*a, *b]))
     cells = [(api, case, a.get((api, case), MISSING), b.get((api, case), MISSING)) for api, case in order
