@@ -316,6 +316,41 @@ class BaseBackend:
         assert grad is not None
         return y, grad
 
+    # -- compiled mode, for the probe's compiled-vs-eager cases --------------------------
+    def compiled_mode_for_probe(self, api: str) -> str | None:
+        """The compiled mode :meth:`forward_compiled` runs for ``api`` (None: none).
+
+        Usually :attr:`ApiInfo.compiled` (the mode the benchmarks time); an adapter may probe a
+        mode it does not time (torch.compile: one compile costs 15-70 s on a 2-core CPU).
+        """
+        return self.api_info(api).compiled
+
+    def forward_compiled(self, x: np.ndarray, spec: Any, *, api: str) -> np.ndarray:
+        """y for x from the API's compiled mode (tf.function, jit, hybridized), with the same seeding as forward()."""
+        self._check_axes(x, spec, api)
+        self._require(api, spec)
+        return self._compiled(api)(x, None, spec)[0]
+
+    def forward_backward_compiled(
+        self, x: np.ndarray, grad_out: np.ndarray, spec: Any, *, api: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """forward_backward() with forward and backward inside the compiled mode."""
+        self._check_axes(x, spec, api)
+        self._require(api, spec, backward=True)
+        y, grad = self._compiled(api)(x, grad_out, spec)
+        assert grad is not None
+        return y, grad
+
+    def _compiled(self, api: str) -> Callable[[np.ndarray, np.ndarray | None, Any], tuple[np.ndarray, np.ndarray | None]]:
+        mode = self.compiled_mode_for_probe(api)
+        if mode is None:
+            raise Unsupported(f"{self.name}:{api} has no compiled mode")
+        return self._compiled_impl(api)
+
+    def _compiled_impl(self, api: str) -> Callable[[np.ndarray, np.ndarray | None, Any], tuple[np.ndarray, np.ndarray | None]]:
+        """:meth:`_impl` inside the compiled mode; adapters with a compiled mode override this."""
+        raise Unsupported(f"{self.name}:{api}: the adapter does not run its compiled mode outside timing")
+
     def _check_axes(self, x: np.ndarray, spec: Any, api: str) -> None:
         spec.mask_shape(x.shape)  # raises ValueError naming an out-of-range axis
         info = self.api_info(api)

@@ -169,6 +169,35 @@ class JaxBackend(BaseBackend):
 
         return run
 
+    def _compiled_impl(self, api: str) -> Impl:
+        """:meth:`_impl` under ``jax.jit`` (``nnx.jit`` for the module), the vjp inside the jitted function."""
+        self._check_api(api)
+
+        def run(x: np.ndarray, grad_out: np.ndarray | None, spec: Any) -> tuple[np.ndarray, np.ndarray | None]:
+            jax = self.framework()
+            device = self._device(spec.device)
+            xj = jax.device_put(jax.numpy.asarray(x), device)
+            gj = None if grad_out is None else jax.device_put(jax.numpy.asarray(grad_out), device)
+            if api == "random.bernoulli":
+                dropout, key = self._bernoulli(spec, x.shape), self._next_key(spec)
+                if gj is None:
+                    return np.asarray(jax.jit(dropout)(key, xj)), None
+
+                def fwd_bwd(key: Array, x: Array, g: Array) -> tuple[Array, Array]:
+                    y, vjp = jax.vjp(lambda v: dropout(key, v), x)
+                    return y, vjp(g)[0]
+
+                y, grad = jax.jit(fwd_bwd)(key, xj, gj)
+                return np.asarray(y), np.asarray(grad)
+            nnx = self._nnx()
+            module = self._module(spec, x.ndim)
+            if gj is None:
+                return np.asarray(nnx.jit(lambda m, v: m(v))(module, xj)), None
+            (_, y), grad = nnx.jit(self._module_value_and_grad())(module, xj, gj)
+            return np.asarray(y), np.asarray(grad)
+
+        return run
+
     # -- timing -------------------------------------------------------------------
     def prepare(self, shape: Sequence[int], spec: Any, *, api: str, direction: str,
                 compiled: bool = False) -> Callable[[], None]:

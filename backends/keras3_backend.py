@@ -24,12 +24,17 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from backends.attention_inputs import keras_attention, require_finite, weights_layout
 from backends.base import ApiInfo, BaseBackend, Unsupported
 from backends.jax_backend import pin_by_affinity
 from backends.tensorflow_backend import pin_tensorflow_threads
 from backends.torch_backend import pin_torch_threads
 
 _LAYER = frozenset({"broadcast_axes", "seed", "backward", "eval"})
+ATTENTION_SUFFIX = ".MultiHeadAttention"
+# MultiHeadAttention(dropout=...): seed= and training= exist; no axes, and no backward (y is x times the
+# weights' mask, multiplied by the adapter): see backends/attention_inputs.py
+_ATTENTION_INFO = ApiInfo(frozenset({"seed", "eval"}), ("float32",))
 PREPARE_INPUT_SEED = 20261126
 
 Tensor = Any  # a tensor of the Keras backend in use
@@ -138,6 +143,8 @@ class Keras3Backend(BaseBackend):
         def run(x: np.ndarray, grad_out: np.ndarray | None, spec: Any) -> tuple[np.ndarray, np.ndarray | None]:
             keras = self.framework()
             with keras.device(self._keras_device(spec.device)):
+                if api.endswith(ATTENTION_SUFFIX):
+                    return self._attention(api, x, spec), None
                 layer = self._layer(spec, x.shape)
                 xt = self._tensor(x, spec.device)
                 if grad_out is None:
@@ -147,10 +154,47 @@ class Keras3Backend(BaseBackend):
 
         return run
 
+    def _attention(self, api: str, x: np.ndarray, spec: Any) -> np.ndarray:
+        """MultiHeadAttention(dropout=rate, seed=seed): x times its dropped weights (backends/attention_inputs.py)."""
+        dtypes = self.api_info(api).dtypes
+        if x.dtype.name not in dtypes:
+            raise Unsupported(f"{self.name}:{api} is probed in {', '.join(dtypes)} only, not {x.dtype.name}")
+        require_finite(f"{self.name}:{api}", x)
+        keras = self.framework()
+        rows, _ = weights_layout(tuple(x.shape))
+        if rows == 0:
+            return x.copy()
+        out = self._to_numpy(keras_attention(keras, x, spec, seeded=True)(spec.training))
+        return x * out.reshape(x.shape).astype(x.dtype)
+
+    def compiled_mode_for_probe(self, api: str) -> str | None:
+        return None if api.endswith(ATTENTION_SUFFIX) else super().compiled_mode_for_probe(api)
+
+    def _compiled_impl(self, api: str) -> Impl:
+        """:meth:`_impl` inside the Keras backend's compilation (:meth:`_compiled_call`)."""
+        self._check_api(api)
+
+        def run(x: np.ndarray, grad_out: np.ndarray | None, spec: Any) -> tuple[np.ndarray, np.ndarray | None]:
+            keras = self.framework()
+            with keras.device(self._keras_device(spec.device)):
+                layer = self._layer(spec, x.shape)
+                xt = self._tensor(x, spec.device)
+                g = None if grad_out is None else self._tensor(grad_out, spec.device)
+                outs = self._compiled_call(layer, xt, g, spec.training)
+                return self._to_numpy(outs[0]), (None if g is None else self._to_numpy(outs[1]))
+
+        return run
+
+    def _compiled_call(self, layer: Any, x: Tensor, g: Tensor | None, training: bool) -> tuple[Tensor, ...]:
+        """(y,) or (y, dL/dx) computed once in the backend's compiled mode."""
+        raise Unsupported(f"{self.name}:{self.keras_backend}: no compiled mode is probed for this Keras backend")
+
     # -- timing -----------------------------------------------------------------------
     def prepare(self, shape: Sequence[int], spec: Any, *, api: str, direction: str,
                 compiled: bool = False) -> Callable[[], None]:
         """One timed step: the layer (built once) on device-resident input, then the backend's sync."""
+        if api.endswith(ATTENTION_SUFFIX):
+            raise Unsupported(f"{self.name}:{api}: attention dropout is probed, not timed (a timing would be the attention's)")
         shape, backward = self._prepare_args(shape, spec, api, direction)
         if spec.dtype not in self.api_info(api).dtypes:
             raise Unsupported(f"{self.name}:{api} has no dtype {spec.dtype!r}")
@@ -179,11 +223,12 @@ class Keras3Backend(BaseBackend):
 
 class Keras3Jax(Keras3Backend):
     keras_backend = "jax"
-    apis = ("jax",)
+    apis = ("jax", "jax.MultiHeadAttention")
     environment = "jax"
     worker_env = {"KERAS_BACKEND": "jax"}
     compiled_mode = "jit"
-    infos = {"jax": ApiInfo(_LAYER, ("float32", "float16", "bfloat16"))}  # float64 needs jax_enable_x64
+    infos = {"jax": ApiInfo(_LAYER, ("float32", "float16", "bfloat16")),  # float64 needs jax_enable_x64
+             "jax.MultiHeadAttention": _ATTENTION_INFO}
 
     def pin_threads(self, threads: int) -> dict[str, Any]:
         return pin_by_affinity(threads)
@@ -214,6 +259,20 @@ class Keras3Jax(Keras3Backend):
     def _sync(self, outs: Sequence[Tensor]) -> None:
         self._native().block_until_ready(tuple(outs))
 
+    def _compiled_call(self, layer: Any, x: Tensor, g: Tensor | None, training: bool) -> tuple[Tensor, ...]:
+        """jax.jit of the stateless call (and its vjp) from the layer's seed state, as a jitted train step."""
+        jax = self._native()
+        call = self._stateless(layer, training)
+        state = [v.value for v in layer.non_trainable_variables]
+        if g is None:
+            return (jax.jit(lambda s, v: call(v, s)[0])(state, x),)
+
+        def fwd_bwd(s: list[Tensor], v: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
+            y, vjp, _ = jax.vjp(lambda u: call(u, s), v, has_aux=True)
+            return y, vjp(g)[0]
+
+        return jax.jit(fwd_bwd)(state, x, g)
+
     def _compiled_step(self, layer: Any, x: Tensor, g: Tensor | None, training: bool) -> Callable[[], None] | None:
         """"jit": jax.jit of the stateless call (plus its vjp), the seed state threaded through."""
         jax = self._native()
@@ -241,9 +300,9 @@ class Keras3Jax(Keras3Backend):
 
 class Keras3Torch(Keras3Backend):
     keras_backend = "torch"
-    apis = ("torch",)
+    apis = ("torch", "torch.MultiHeadAttention")
     worker_env = {"KERAS_BACKEND": "torch"}
-    infos = {"torch": ApiInfo(_LAYER, ("float32", "float16", "float64"))}
+    infos = {"torch": ApiInfo(_LAYER, ("float32", "float16", "float64")), "torch.MultiHeadAttention": _ATTENTION_INFO}
 
     def pin_threads(self, threads: int) -> dict[str, Any]:
         return pin_torch_threads(importlib.import_module("torch"), threads)
@@ -279,10 +338,11 @@ class Keras3Torch(Keras3Backend):
 
 class Keras3Tensorflow(Keras3Backend):
     keras_backend = "tensorflow"
-    apis = ("tensorflow",)
+    apis = ("tensorflow", "tensorflow.MultiHeadAttention")
     worker_env = {"KERAS_BACKEND": "tensorflow"}
     compiled_mode = "tf.function"
-    infos = {"tensorflow": ApiInfo(_LAYER, ("float32", "float16", "float64"))}
+    infos = {"tensorflow": ApiInfo(_LAYER, ("float32", "float16", "float64")),
+             "tensorflow.MultiHeadAttention": _ATTENTION_INFO}
 
     def pin_threads(self, threads: int) -> dict[str, Any]:
         return pin_tensorflow_threads(threads)
@@ -310,6 +370,13 @@ class Keras3Tensorflow(Keras3Backend):
         tf = self._native()
         tf.concat([tf.reshape(t, [-1])[:1] for t in outs], 0).numpy()  # one element each waits for all
 
+    def _compiled_call(self, layer: Any, x: Tensor, g: Tensor | None, training: bool) -> tuple[Tensor, ...]:
+        """The step under tf.function, as model.fit runs it."""
+        tf = self._native()
+        if g is None:
+            return (tf.function(lambda v: layer(v, training=training))(x),)
+        return tuple(tf.function(lambda v, w: self._forward_backward(layer, v, w, training))(x, g))
+
     def _compiled_step(self, layer: Any, x: Tensor, g: Tensor | None, training: bool) -> Callable[[], None] | None:
         """"tf.function": the step traced once, as model.fit runs it."""
         tf = self._native()
@@ -329,11 +396,12 @@ class Keras3Tensorflow(Keras3Backend):
 
 class Keras3Numpy(Keras3Backend):
     keras_backend = "numpy"
-    apis = ("numpy",)
+    apis = ("numpy", "numpy.MultiHeadAttention")
     environment = "jax"  # Keras's NumPy backend imports jax (keras/src/backend/numpy/nn.py, Keras 3.15.1)
     worker_env = {"KERAS_BACKEND": "numpy"}
     # the NumPy backend is inference-only: no autograd, so no backward
-    infos = {"numpy": ApiInfo(frozenset({"broadcast_axes", "seed", "eval"}), ("float32", "float16", "float64"))}
+    infos = {"numpy": ApiInfo(frozenset({"broadcast_axes", "seed", "eval"}), ("float32", "float16", "float64")),
+             "numpy.MultiHeadAttention": _ATTENTION_INFO}
 
     def _tensor(self, x: np.ndarray, device: str) -> Tensor:
         return np.array(x)  # a copy: rate 0 / eval return their input

@@ -115,11 +115,15 @@ class MxnetBackend(BaseBackend):
             y.backward(grad_out)
         return y
 
-    def _impl(self, api: str) -> Step:
+    def _compiled_impl(self, api: str) -> Step:
+        """The hybridized block (gluon.nn.Dropout); the others raise Unsupported with the reason."""
+        return self._impl(api, compiled=True)
+
+    def _impl(self, api: str, *, compiled: bool = False) -> Step:
         def step(x: np.ndarray, grad_out: np.ndarray | None, spec: Any) -> tuple[np.ndarray, np.ndarray | None]:
             mx = self.framework()
             ctx = self._context(spec.device)
-            fn = self._build(api, spec, x.ndim)
+            fn = self._build(api, spec, x.ndim, compiled=compiled)
             # dtype= is needed: mx.nd.array turns float64 input into float32 by default.
             x_nd = mx.nd.array(x, ctx=ctx, dtype=x.dtype)
             g_nd = None

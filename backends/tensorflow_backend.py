@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from backends.attention_inputs import keras_attention, require_finite, weights_layout
 from backends.base import ApiInfo, BaseBackend, Unavailable, Unsupported, set_thread_env
 
 Tensor = Any  # a tf.Tensor; TF is not imported at module level
@@ -79,6 +80,7 @@ class TensorflowBackend(BaseBackend):
         "tf_keras.layers.Dropout",
         "DropoutWrapper",
         "stateless_dropout",
+        "tf_keras.layers.MultiHeadAttention",
     )
     modules = ("tensorflow", "keras", "tf_keras")
     compiled_mode = "tf.function"
@@ -91,6 +93,9 @@ class TensorflowBackend(BaseBackend):
         # Output dropout of an RNN cell: no noise_shape, no training flag (keep_prob=1 is "eval").
         "DropoutWrapper": ApiInfo(capabilities=frozenset({"seed", "backward"}), dtypes=_DTYPES),
         "stateless_dropout": ApiInfo(capabilities=_OPS, dtypes=_DTYPES),
+        # Attention dropout (backends/attention_inputs.py): no seed= argument (tf.random.set_seed seeds it),
+        # no axes, no backward (y is x times the weights' mask, multiplied by the adapter).
+        "tf_keras.layers.MultiHeadAttention": ApiInfo(capabilities=frozenset({"seed", "eval"}), dtypes=("float32",)),
     }
 
     def __init__(self) -> None:
@@ -166,6 +171,8 @@ class TensorflowBackend(BaseBackend):
             return lambda x: layer(x, training=training)
         if api == "DropoutWrapper":
             return self._build_dropout_wrapper(spec, shape)
+        if api == "tf_keras.layers.MultiHeadAttention":
+            return self._build_attention(api, spec, shape)
         if api == "stateless_dropout":
             fixed = [seed, 0] if seed is not None else None
             gen = self._generator()
@@ -176,6 +183,25 @@ class TensorflowBackend(BaseBackend):
 
             return stateless
         raise ValueError(f"unknown api {api!r}")
+
+    def _build_attention(self, api: str, spec: Any, shape: Sequence[int]) -> Drop:
+        """tf_keras MultiHeadAttention(dropout=rate): x times its dropped weights."""
+        tf = self.framework()
+        dtypes = self.infos[api].dtypes
+        if spec.dtype not in dtypes:
+            raise Unsupported(f"{self.name}:{api} is probed in {', '.join(dtypes)} only, not {spec.dtype}")
+        shape = tuple(int(n) for n in shape)
+        if weights_layout(shape)[0] == 0:
+            return lambda x: x * 0
+        call = keras_attention(self._module("tf_keras"), np.zeros(shape, spec.dtype), spec, seeded=False)
+        training = spec.training
+
+        def attention(x: Tensor) -> Tensor:
+            if x.dtype.name not in dtypes:
+                raise Unsupported(f"{self.name}:{api} is probed in {', '.join(dtypes)} only, not {x.dtype.name}")
+            return x * tf.reshape(call(training), shape)
+
+        return attention
 
     def _build_dropout_wrapper(self, spec: Any, shape: Sequence[int]) -> Drop:
         """DropoutWrapper(identity cell, output_keep_prob=1-rate, seed=seed) on 2-d (batch, units)."""
@@ -226,11 +252,29 @@ class TensorflowBackend(BaseBackend):
     def _impl(self, api: str) -> Impl:
         def run(x: np.ndarray, grad_out: np.ndarray | None, spec: Any) -> tuple[np.ndarray, np.ndarray | None]:
             tf = self.framework()
+            if api == "tf_keras.layers.MultiHeadAttention":
+                require_finite(f"{self.name}:{api}", x)
             with tf.device(self._tf_device(spec.device)):
                 self._reseed(api, spec)
                 drop = self._build(api, spec, x.shape)
                 y, grad = self._step(drop, tf.constant(x), None if grad_out is None else tf.constant(grad_out))
                 return y.numpy(), (None if grad is None else grad.numpy())
+
+        return run
+
+    def _compiled_impl(self, api: str) -> Impl:
+        """:meth:`_impl` with the step (forward, and the tape's backward) inside one tf.function."""
+        def run(x: np.ndarray, grad_out: np.ndarray | None, spec: Any) -> tuple[np.ndarray, np.ndarray | None]:
+            tf = self.framework()
+            if api == "tf_keras.layers.MultiHeadAttention":
+                require_finite(f"{self.name}:{api}", x)
+            with tf.device(self._tf_device(spec.device)):
+                self._reseed(api, spec)
+                drop = self._build(api, spec, x.shape)
+                if grad_out is None:
+                    return tf.function(drop)(tf.constant(x)).numpy(), None
+                y, grad = tf.function(lambda a, b: self._step(drop, a, b))(tf.constant(x), tf.constant(grad_out))
+                return y.numpy(), grad.numpy()
 
         return run
 
@@ -242,6 +286,8 @@ class TensorflowBackend(BaseBackend):
         Seeding happens once here, so timed steps continue the stream like a training loop.
         compiled=True traces the step with tf.function before returning.
         """
+        if api == "tf_keras.layers.MultiHeadAttention":
+            raise Unsupported(f"{self.name}:{api}: attention dropout is probed, not timed (a timing would be the attention's)")
         shape, backward = self._prepare_args(shape, spec, api, direction)
         tf = self.framework()
         with tf.device(self._tf_device(spec.device)):
@@ -267,3 +313,12 @@ class TensorflowBackend(BaseBackend):
                 step().numpy()
 
         return run
+
+
+class TensorflowPrevious(TensorflowBackend):
+    """The same adapter in the "tf-prev" environment (the previous minor TF and tf_keras), for ``probe --diff``.
+
+    Not in the registry: ``--backend backends.tensorflow_backend:TensorflowPrevious`` after ``dropbench env create tf-prev``.
+    """
+
+    environment = "tf-prev"

@@ -13,10 +13,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from backends.attention_inputs import one_hot_values, require_finite, weights_layout
 from backends.base import ApiInfo, BaseBackend, DeviceBaseline, Layout, Traffic, Unavailable, Unsupported
 
 _DTYPES = ("float32", "float16", "float64")  # all three run forward and backward on CPU torch
 _NOISE = Traffic(mask="x")  # a multiplier tensor in x's dtype, kept for backward (see infos)
+_ATTENTION = ("F.scaled_dot_product_attention", "nn.MultiheadAttention")
 _MODULES = {"nn.Dropout": "Dropout", "nn.Dropout1d": "Dropout1d", "nn.Dropout2d": "Dropout2d"}
 
 Tensor = Any  # torch.Tensor, unnamed here so that this module imports without torch
@@ -37,7 +39,7 @@ def pin_torch_threads(torch: Any, threads: int) -> dict[str, Any]:
 
 class TorchBackend(BaseBackend):
     name = "torch"
-    apis = ("F.dropout", "nn.Dropout", "nn.Dropout1d", "nn.Dropout2d", "d2l-scratch")
+    apis = ("F.dropout", "nn.Dropout", "nn.Dropout1d", "nn.Dropout2d", "d2l-scratch") + _ATTENTION
     modules = ("torch",)
     mlp_module = "backends.torch_mlp"
     infos = {
@@ -56,7 +58,17 @@ class TorchBackend(BaseBackend):
             traffic=_NOISE),
         # d2l's dropout_layer(X, dropout) is a bare function: no eval mode, no axes, no vanilla.
         "d2l-scratch": ApiInfo(frozenset({"seed", "backward"}), _DTYPES),
+        # Dropout inside attention, on the softmax weights (backends/attention_inputs.py makes them the
+        # output). No backward: y is x times the weights' mask, so d y/d x is computed by the adapter, not
+        # by torch's attention backward. SDPA has no training flag (dropout_p applies whenever it is
+        # given; callers pass 0.0 in eval), so no eval; the module has train()/eval().
+        "F.scaled_dot_product_attention": ApiInfo(frozenset({"seed"}), ("float32", "float64")),
+        "nn.MultiheadAttention": ApiInfo(frozenset({"seed", "eval"}), ("float32", "float64")),
     }
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._compiled_fns: dict[tuple[Any, ...], Callable[[Tensor], Tensor]] = {}
 
     def pin_threads(self, threads: int) -> dict[str, Any]:
         return pin_torch_threads(self.framework(), threads)
@@ -136,7 +148,45 @@ class TorchBackend(BaseBackend):
                 return mask * X / (1.0 - dropout)
 
             return lambda x: dropout_layer(x, spec.rate)
+        if api in _ATTENTION:
+            return self._attention_builder(api, spec)
         raise AssertionError(f"no builder for {api!r}")  # apis and builders out of step
+
+    def _attention_builder(self, api: str, spec: Any) -> Callable[[Tensor], Tensor]:
+        """x -> x * (dropped weights * L), the weights all 1/L (zero query/key; one-hot values L * e_j).
+
+        SDPA is called as a model calls it, ``dropout_p=rate`` (scale=1: the logits are 0 anyway);
+        the module as built, ``MultiheadAttention(L, 1, dropout=rate, bias=False, batch_first=True)``
+        with its query/key projections zero and value/output projections the identity, called with
+        the default need_weights=True.
+        """
+        torch = self.framework()
+        info = self.infos[api]
+
+        def attention(x: Tensor) -> Tensor:
+            dtype_name = str(x.dtype).removeprefix("torch.")
+            if dtype_name not in info.dtypes:
+                raise Unsupported(f"{self.name}:{api} is probed in {', '.join(info.dtypes)} only, not {dtype_name}")
+            require_finite(f"{self.name}:{api}", x.detach().cpu().numpy())
+            rows, keys = weights_layout(tuple(x.shape))
+            if rows == 0:
+                return x * 0
+            opts = {"dtype": x.dtype, "device": x.device}
+            values = torch.tensor(one_hot_values(keys, np.dtype(dtype_name)), device=x.device)[None]
+            if api == "F.scaled_dot_product_attention":
+                q, k = torch.zeros(1, rows, 1, **opts), torch.zeros(1, keys, 1, **opts)
+                out = torch.nn.functional.scaled_dot_product_attention(q, k, values, dropout_p=spec.rate, scale=1.0)
+            else:
+                mha = torch.nn.MultiheadAttention(keys, 1, dropout=spec.rate, bias=False, batch_first=True, **opts)
+                with torch.no_grad():
+                    mha.in_proj_weight.zero_()
+                    mha.in_proj_weight[2 * keys:].copy_(torch.eye(keys, **opts))
+                    mha.out_proj.weight.copy_(torch.eye(keys, **opts))
+                mha.train(spec.training)
+                out, _ = mha(torch.zeros(1, rows, keys, **opts), torch.zeros(1, keys, keys, **opts), values)
+            return x * out.reshape(x.shape)
+
+        return attention
 
     def _seed(self, spec: Any) -> None:
         """Reseed torch's global generators (CPU and CUDA) only when the spec names a seed."""
@@ -178,6 +228,41 @@ class TorchBackend(BaseBackend):
 
         return run
 
+    # -- compiled (probe only) -------------------------------------------------
+    def compiled_mode_for_probe(self, api: str) -> str | None:
+        return "torch.compile" if api == "F.dropout" else None
+
+    def _compiled(self, api: str) -> Callable[[np.ndarray, np.ndarray | None, Any], tuple[np.ndarray, np.ndarray | None]]:
+        if api != "F.dropout":
+            self._check_api(api)
+            raise Unsupported(f"{self.name}:{api}: torch.compile is probed on F.dropout only (the modules call the "
+                              "same op; one inductor compile costs 15-70 s on a 2-core CPU)")
+        return self._compiled_impl(api)
+
+    def _compiled_impl(self, api: str) -> Callable[[np.ndarray, np.ndarray | None, Any], tuple[np.ndarray, np.ndarray | None]]:
+        """F.dropout under ``torch.compile`` (inductor, default config: no ``fallback_random``).
+
+        One compiled function per (rate, training), kept as a training loop keeps it; the seed is
+        applied with ``torch.manual_seed`` right before the call, exactly as in eager.
+        """
+        def run(x: np.ndarray, grad_out: np.ndarray | None, spec: Any) -> tuple[np.ndarray, np.ndarray | None]:
+            torch = self.framework()
+            key = (api, repr(spec.rate), bool(spec.training))
+            fn = self._compiled_fns.get(key)
+            if fn is None:
+                fn = self._compiled_fns[key] = torch.compile(self._builder(api, spec))
+            xt = torch.tensor(x, device=torch.device(spec.device))
+            if grad_out is not None:
+                xt.requires_grad_(True)
+            self._seed(spec)
+            y = fn(xt)
+            grad = None
+            if grad_out is not None:
+                grad = self._input_grad(y, xt, torch.tensor(grad_out, device=xt.device)).detach().cpu().numpy()
+            return y.detach().cpu().numpy(), grad
+
+        return run
+
     # -- timing ----------------------------------------------------------
     def prepare(
         self, shape: Sequence[int], spec: Any, *, api: str, direction: str, compiled: bool = False
@@ -187,6 +272,8 @@ class TorchBackend(BaseBackend):
         A given seed is applied once, before the first step, so a timed run is reproducible
         without paying for a reseed every step.
         """
+        if api in _ATTENTION:
+            raise Unsupported(f"{self.name}:{api}: attention dropout is probed, not timed (a timing would be the attention's)")
         shape, backward = self._prepare_args(shape, spec, api, direction)
         if compiled:
             raise Unsupported(f"{self.name}:{api}: torch.compile is not benchmarked")
@@ -209,3 +296,12 @@ class TorchBackend(BaseBackend):
             sync()
 
         return step
+
+
+class TorchPrevious(TorchBackend):
+    """The same adapter in the "torch-prev" environment (the previous minor torch), for ``probe --diff``.
+
+    Not in the registry: ``--backend backends.torch_backend:TorchPrevious`` after ``dropbench env create torch-prev``.
+    """
+
+    environment = "torch-prev"

@@ -449,3 +449,219 @@ def test_probe_cli_writes_json_markdown_csv(tmp_path) -> None:
     assert payload["versions"]["numpy"] == np.__version__
     assert (out / "m.csv").read_text().splitlines()[0].startswith("case,numpy:reference,")
     assert "| eval | identity |" in (out / "matrix.md").read_text()
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 18: compiled vs eager, rate resolution, threads, attention dropout, --diff.
+class CompiledFake:
+    """A plugin with the compiled hooks: "same" compiles to eager's mask, "other" to another one
+    (the torch.compile behaviour of PyTorch issue 93578), "lost-grad" drops the forward mask in its
+    compiled backward; "threaded" draws another mask once pinned to a thread count."""
+
+    name = "cfake"
+    apis = ("same", "other", "lost-grad", "threaded")
+    capabilities = {"seed", "backward", "eval"}
+
+    def __init__(self) -> None:
+        self.pinned: int | None = None
+
+    def available(self) -> bool:
+        return True
+
+    def versions(self) -> dict[str, str]:
+        return {"cfake": "0"}
+
+    def devices(self) -> list[str]:
+        return ["cpu"]
+
+    def pin_threads(self, threads: int) -> dict:
+        self.pinned = threads
+        return {"cfake.threads": threads}
+
+    def compiled_mode_for_probe(self, api: str) -> str:
+        return "fake-jit"
+
+    def _y(self, x, spec, shift: int = 0):
+        keep = 1.0 - float(spec.rate)
+        extra = self.pinned or 0 if shift == 0 else shift
+        mask = np.random.default_rng(None if spec.seed is None else spec.seed + extra).random(x.shape) < keep
+        return (x * mask / keep).astype(x.dtype)
+
+    def forward(self, x, spec, *, api):
+        return self._y(x, spec, 0) if api == "threaded" else self._y(x, spec, -1)
+
+    def forward_backward(self, x, grad_out, spec, *, api):
+        y = self.forward(x, spec, api=api)
+        return y, grad_out * y / np.where(x == 0, 1, x)
+
+    def forward_compiled(self, x, spec, *, api):
+        return self._y(x, spec, 7 if api == "other" else -1)
+
+    def forward_backward_compiled(self, x, grad_out, spec, *, api):
+        y = self.forward_compiled(x, spec, api=api)
+        grad = self._y(x, spec, 9) if api == "lost-grad" else y
+        return y, grad_out * grad / np.where(x == 0, 1, x)
+
+
+@pytest.fixture(scope="module")
+def compiled_report():
+    return run_probe([BackendRef("cfake", "tests.test_probes:CompiledFake")],
+                     cases=["compiled", "compiled-grad", "threads"], timeout=120)
+
+
+def test_compiled_cases_tell_eager_mask_from_another_and_check_the_compiled_gradient(compiled_report) -> None:
+    cell = {(r["api"], r["case"]): probes.cell_label(r) for r in compiled_report.records}
+    assert cell[("cfake:same", "compiled")] == probes.EAGER_MASK
+    assert cell[("cfake:other", "compiled")] == probes.NOT_EAGER_MASK
+    assert cell[("cfake:same", "compiled-grad")] == probes.FORWARD_MASK
+    assert cell[("cfake:lost-grad", "compiled-grad")] == probes.OTHER_MASK
+    assert _record(compiled_report, "cfake:other", "compiled")["detail"]["mode"] == "fake-jit"
+
+
+def test_thread_case_compares_the_default_worker_with_a_pinned_one(compiled_report) -> None:
+    cell = {(r["api"], r["case"]): probes.cell_label(r) for r in compiled_report.records}
+    assert cell[("cfake:threaded", "threads")] == probes.NEW_AT_THREADS  # mask depends on the pinned count
+    assert cell[("cfake:same", "threads")] == probes.SAME_AT_THREADS
+    detail = _record(compiled_report, "cfake:same", "threads")["detail"]
+    assert detail["pinned"]["cfake.threads"] == 1 and "mask_digest" not in detail
+
+
+def test_plugin_without_compiled_hooks_is_n_a_with_the_reason() -> None:
+    from suite.probe.runner import run_case  # noqa: PLC0415 - the child-side entry point, used in-process here
+
+    record = run_case(FaultyApis(), "vanilla", probes.BY_ID["compiled"], 1)
+    assert record["outcome"] == "n/a" and "no compiled mode" in record["message"]
+
+
+def test_eager_mask_finding() -> None:
+    a = np.array([[0.0, 2.0], [2.0, 0.0]])
+    assert probes.eager_mask_finding(a, a * 3) == probes.EAGER_MASK  # the mask, not the values
+    assert probes.eager_mask_finding(a, a[::-1]) == probes.NOT_EAGER_MASK
+    assert probes.eager_mask_finding(a, a.ravel()).startswith("compiled shape")
+
+
+@pytest.mark.parametrize("n, p", [(1, 0.5), (200, 0.3), (5000, 0.002), (20_000, 0.998), (300_000, 7.5 / 256)])
+def test_windowed_binomial_region_is_the_exact_one(n, p) -> None:
+    from suite.verify.stats import binomial_interval  # noqa: PLC0415 - the reference it must equal
+
+    assert probes.binomial_region(n, p) == binomial_interval(n, p)
+
+
+RESOLUTION = [c for c in probes.CASES if c.kind == "rate-resolution"]
+
+
+@pytest.mark.parametrize("rcase", RESOLUTION, ids=[c.id for c in RESOLUTION])
+def test_resolution_cases_separate_the_rate_from_its_1_16_and_1_256_neighbours(rcase) -> None:
+    """Disjoint regions at level 1e-9: an exact API is misread as quantized (or the reverse) with
+    probability <= 1e-9 per neighbour; fails if the element count or the rates stop separating them."""
+    n = int(np.prod(rcase.shape))
+    lo, hi = probes.binomial_region(n, 1.0 - rcase.rate)
+    neighbours = probes.grid_neighbours(rcase.rate)
+    assert {name for name, _ in neighbours} == {"1/16", "1/256"}
+    for _, value in neighbours:
+        a, b = probes.binomial_region(n, 1.0 - value)
+        assert b < lo or a > hi, (rcase.id, value)
+
+
+def _mask_with(n: int, dropped: int) -> np.ndarray:
+    y = np.full(n, 2.0, dtype=np.float32)
+    y[np.random.default_rng(0).choice(n, dropped, replace=False)] = 0.0
+    return y.reshape(-1, 1024)
+
+
+def test_resolution_finding_names_the_grid_a_quantized_rate_fell_on() -> None:
+    n = 1 << 21
+    label, detail = probes.resolution_finding(_mask_with(n, round(n * 7.5 / 256)), 7.5 / 256)
+    assert label == probes.AS_GIVEN
+    assert detail["interval"][0] < 7.5 / 256 < detail["interval"][1] and detail["n"] == n
+    assert probes.resolution_finding(_mask_with(n, n // 32), 7.5 / 256)[0] == "rounded to 0.03125 (a 1/256 step)"
+    assert probes.resolution_finding(_mask_with(n, 0), 0.002)[0] == "rounded to 0 (a 1/16 step)"
+    assert probes.resolution_finding(_mask_with(n, n // 16), 0.03)[0] == "rounded to 0.0625 (a 1/16 step)"
+    assert probes.resolution_finding(_mask_with(n, n // 10), 0.03)[0].startswith("drops 10.0000%")
+
+
+def test_rate_interval_is_the_inverted_exact_test() -> None:
+    n, k = 1 << 21, 61440
+    lo, hi = probes.rate_interval(n, k)
+    assert lo < k / n < hi
+    for p, inside in ((lo * 1.001, True), (hi * 0.999, True), (lo * 0.99, False), (hi * 1.01, False)):
+        a, b = probes.binomial_region(n, p)
+        assert (a <= k <= b) == inside, p
+
+
+def test_numpy_fast_resolution_is_2_to_the_minus_32() -> None:
+    from backends.numpy_fast import keep_threshold  # noqa: PLC0415 - the adapter's own threshold
+
+    for case in RESOLUTION:
+        keep = 1.0 - case.rate
+        assert abs(keep_threshold(keep) / 2**32 - keep) <= 2.0**-33
+
+
+# Attention dropout: the adapters return x times the dropped weights.
+def test_weights_layout_keeps_element_order_and_caps_the_keys() -> None:
+    from backends.attention_inputs import weights_layout  # noqa: PLC0415 - backend helper under test
+
+    assert weights_layout((64, 64)) == (64, 64)
+    assert weights_layout((2048, 1024)) == (32768, 64)
+    assert weights_layout((8, 16, 4, 4)) == (512, 4)
+    assert weights_layout((0, 4)) == (0, 4)
+    with pytest.raises(ValueError):
+        weights_layout(())
+
+
+@pytest.mark.parametrize("api", ["F.scaled_dot_product_attention", "nn.MultiheadAttention"])
+def test_torch_attention_dropout_exposes_the_weights(api) -> None:
+    pytest.importorskip("torch")
+    from backends.torch_backend import TorchBackend  # noqa: PLC0415 - needs torch
+
+    backend = TorchBackend()
+    x = np.random.default_rng(1).standard_normal((256, 64)).astype(np.float32)
+    y = backend.forward(x, DropoutSpec(0.25, seed=3), api=api)
+    kept = y != 0
+    np.testing.assert_allclose(y[kept], x[kept] / 0.75, rtol=4e-7)  # scaled by 1/keep, elementwise
+    lo, hi = probes.binomial_region(x.size, 0.75)
+    assert lo <= int(kept.sum()) <= hi  # kept fraction at level 1e-9
+    assert np.array_equal(backend.forward(x, DropoutSpec(0.25, seed=3), api=api), y)
+    assert not np.array_equal(backend.forward(x, DropoutSpec(0.25, seed=4), api=api) != 0, kept)
+    if api == "nn.MultiheadAttention":
+        np.testing.assert_array_equal(backend.forward(x, DropoutSpec(0.25, training=False), api=api), x)
+    with pytest.raises(Exception, match="no backward"):
+        backend.forward_backward(x, x, DropoutSpec(0.25, seed=3), api=api)
+
+
+# --diff between two probe runs.
+def _payload(versions: dict, records: list[tuple[str, str, str]], machine_id: str = "m1") -> dict:
+    return {"schema": 1, "kind": "probe", "versions": versions, "machine": {"id": machine_id, "cores": 2},
+            "backends": [{"backend": "torch", "ref": "torch", "status": "ok"}],
+            "records": [{"api": a, "case": c, "outcome": o, "error_type": None, "message": None, "finding": None,
+                         "expected": None, "detail": None} for a, c, o in records]}
+
+
+def test_diff_lists_changed_versions_machine_and_cells_only() -> None:
+    from suite.probe.diff import MISSING, diff, diff_markdown  # noqa: PLC0415 - module under test
+
+    old = _payload({"torch": "2.12.0", "numpy": "1.26.4"},
+                   [("torch:nn.Dropout2d", "rate=0.5", "inverted"), ("torch:F.dropout", "rate=1", "zeros"),
+                    ("torch:gone", "rate=1", "zeros")])
+    new = _payload({"torch": "2.13.0", "numpy": "1.26.4"},
+                   [("torch:nn.Dropout2d", "rate=0.5", "other"), ("torch:F.dropout", "rate=1", "zeros")], "m2")
+    d = diff(old, new)
+    assert d.context == [("version: torch", "2.12.0", "2.13.0"), ("machine: id", "m1", "m2")]
+    assert d.cells == [("torch:nn.Dropout2d", "rate=0.5", "inverted", "other"), ("torch:gone", "rate=1", "zeros", MISSING)]
+    assert d.compared == 2
+    md = diff_markdown(d, "old.json", "new.json")
+    assert "| version: torch | 2.12.0 | 2.13.0 |" in md and "| torch:nn.Dropout2d | rate=0.5 | inverted | other |" in md
+    assert diff(old, old).empty and "No difference" in diff_markdown(diff(old, old), "a", "a")
+
+
+def test_diff_cli_prints_and_writes_markdown_and_refuses_misuse(tmp_path) -> None:
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    old.write_text(json.dumps(_payload({"torch": "2.12.0"}, [("torch:F.dropout", "rate=1", "zeros")])))
+    new.write_text(json.dumps(_payload({"torch": "2.13.0"}, [("torch:F.dropout", "rate=1", "nan")])))
+    proc = _dropbench("probe", "--diff", str(old), str(new), "--markdown", str(tmp_path / "d.md"))
+    assert proc.returncode == 0, proc.stderr
+    assert "2.12.0" in proc.stdout and "1 cell(s) changed" in proc.stdout and "nan" in proc.stdout
+    assert "| torch:F.dropout | rate=1 | zeros | nan |" in (tmp_path / "d.md").read_text()
+    for args, named in (([str(old), str(new), "--backend", "numpy"], "--diff"), ([str(old), str(tmp_path / "no.json")], "no.json")):
+        proc = _dropbench("probe", "--diff", *args)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr and named in proc.stderr, proc

@@ -21,7 +21,7 @@ from suite.spec import DropoutSpec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKEND = TensorflowBackend()
-APIS = BACKEND.apis
+APIS = tuple(a for a in BACKEND.apis if "MultiHeadAttention" not in a)  # attention: tests/test_probes.py
 SEEDED = [a for a in APIS if "seed" in BACKEND.api_info(a).capabilities]
 AXES_APIS = [a for a in APIS if "broadcast_axes" in BACKEND.api_info(a).capabilities]
 LAYERS = ["keras.layers.Dropout", "tf_keras.layers.Dropout"]

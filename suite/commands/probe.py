@@ -46,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="rewrite the text between <!-- probe:begin --> and <!-- probe:end --> in PATH, in place")
     parser.add_argument("--from", dest="from_json", metavar="PATH",
                         help="render the outputs from an earlier probe.json instead of running")
+    parser.add_argument("--diff", nargs=2, metavar=("OLD", "NEW"),
+                        help="print what changed between two probe.json runs (versions, machine, cells); "
+                             "--markdown PATH writes it as markdown; nothing runs")
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -58,6 +61,9 @@ def _check_args(args: argparse.Namespace) -> None:
         if case not in known:
             hint = " (the GPU cases need --device cuda)" if case in [c.id for c in cases_for("cuda")] else ""
             raise UsageError(f"unknown case {case!r}{hint}; choose from {', '.join(known)}")
+    if args.diff and (args.backend or args.api or args.case or args.from_json or args.json or args.csv
+                      or args.section or args.readme):
+        raise UsageError("--diff compares two earlier runs; it takes only --markdown PATH besides its two files")
     if args.from_json and (args.backend or args.api or args.case):
         raise UsageError("--from renders an earlier run; it cannot be combined with --backend, --api or --case")
     if args.readme:
@@ -95,6 +101,26 @@ def _print_summary(payload: dict) -> None:
           "nothing, the APIs only split. Reasons and upstream links: matrix.md and the README.")
 
 
+def _run_diff(args: argparse.Namespace) -> int:
+    from suite.probe.diff import MISSING, diff, diff_markdown
+
+    old_path, new_path = args.diff
+    d = diff(read_result(old_path, kind="probe"), read_result(new_path, kind="probe"))
+    if d.empty:
+        print(f"no difference between {old_path} and {new_path}: same versions, machine and all {d.compared} cells")
+    if d.context:
+        print(table.render(["what", old_path, new_path], [list(r) for r in d.context], max_width=200))
+    if d.cells:
+        print(f"\n{len(d.cells)} cell(s) changed ({d.compared} compared; {MISSING}: the run lacks that API or case):")
+        print(table.render(["API", "case", "old", "new"], [list(r) for r in d.cells], max_width=200))
+    elif not d.empty:
+        print(f"\nall {d.compared} cells are the same")
+    if args.markdown:
+        atomic_write_text(args.markdown, diff_markdown(d, old_path, new_path))
+        print(f"wrote {args.markdown}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     return run_per_machine(args, _run, paths=("json", "markdown", "csv", "section"), refuse=("readme", "from_json"))
 
@@ -103,6 +129,8 @@ def _run(args: argparse.Namespace) -> int:
     from suite.probe.render import load_notes, matrix_csv, matrix_markdown, relative_link, rewrite_readme, section_markdown
 
     _check_args(args)
+    if args.diff:
+        return _run_diff(args)
     if args.from_json:
         payload = read_result(args.from_json, kind="probe")
         json_path = Path(args.from_json)

@@ -36,7 +36,7 @@ DROPS_RATE, DROPS_KEEP = "drops 10% (rate)", "drops 90% (reads rate as keep_prob
 
 # Findings measured in two processes are filled in by the parent (probe_run), not the worker.
 KINDS = ("forward", "grad-values", "grad-mask", "seed-twice", "process", "broadcast", "keep-share", "kept-value",
-         "device-seed")
+         "device-seed", "compiled", "compiled-grad", "rate-resolution", "threads")
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,7 @@ class Case:
     checks: tuple[str, ...] = ()
     convention: bool = False  # a row of the conventions table (its cell shows the finding)
     device: str = "cpu"  # "cuda": a GPU case (GPU_CASES), n/a with the reason where the API sees no GPU
+    timeout_s: float | None = None  # a longer per-case watchdog (torch.compile's first compile)
 
     @property
     def keep(self) -> float:
@@ -76,6 +77,11 @@ class Case:
     @property
     def cross_process(self) -> bool:
         return self.kind == "process"
+
+    @property
+    def cross_threads(self) -> bool:
+        """Run again in a worker pinned to one thread (the main worker runs it at the default count)."""
+        return self.kind == "threads"
 
     def rate_repr(self) -> str:
         """How the rate is handed over, e.g. ``1 (int)``, ``array(0.5, dtype=float32)``."""
@@ -183,6 +189,37 @@ CASES: tuple[Case, ...] = (
           rate=0.1, dtype="float16", kind="kept-value", expected="1.111 (+0 ulp)", convention=True,
           checks=("values/rate=0.1/float16",)),
 )
+
+# --- issue 18: compiled vs eager, rate resolution, thread count (a block of its own, to ease merging) ----
+EAGER_MASK, NOT_EAGER_MASK = "eager's mask", "not eager's mask"
+RESOLUTION_SHAPE = (2048, 1024)
+"""2**21 elements: the exact Binomial regions (level 1e-9) of each resolution rate and of its 1/16 and
+1/256 grid neighbours are disjoint (tests/test_probes.py checks it), so a quantizing API is told apart
+from an exact one with false-fail probability <= 1e-9 per neighbour; one float32 forward is 8 MiB."""
+RESOLUTION_STEPS = (("1/16", 1 / 16), ("1/256", 1 / 256))
+THREADS_SHAPE = (1024, 1024)  # 2**20 elements: above torch's and MXNet's per-thread grain, so two threads split it
+AS_GIVEN = "p as given (finer than 1/256)"
+SAME_AT_THREADS, NEW_AT_THREADS = "same mask at 1 and N threads", "new mask at 1 thread"
+
+CASES = CASES + (
+    _case("compiled", "The same seed and input, eager and in the API's compiled mode (its ApiInfo.compiled: graph "
+          "function, jit, hybridized block, compiler): does compiling a model change its dropout masks?",
+          kind="compiled", convention=True, timeout_s=240.0),
+    _case("compiled-grad", "Forward and backward inside the compiled mode (grad_out = 1): does the gradient still "
+          "reuse the forward mask and scale?",
+          kind="compiled-grad", expected=FORWARD_MASK, convention=True, timeout_s=240.0),
+    _case("resolution@0.002", "rate 0.002 over 2**21 elements: applied as given, or rounded to a 1/256 or 1/16 grid "
+          "(a keep probability stored in a byte, cuDNN's 1/16 steps)?",
+          rate=0.002, shape=RESOLUTION_SHAPE, kind="rate-resolution", expected="p as given*", convention=True),
+    _case("resolution@0.0293", "rate 7.5/256 = 0.029296875, halfway between two 1/256 steps: as given, or rounded?",
+          rate=7.5 / 256, shape=RESOLUTION_SHAPE, kind="rate-resolution", expected="p as given*", convention=True),
+    _case("resolution@0.998", "rate 0.998 (keep 0.002) over 2**21 elements: as given, or rounded?",
+          rate=0.998, shape=RESOLUTION_SHAPE, kind="rate-resolution", expected="p as given*", convention=True),
+    _case("threads", "The same seed with 1 thread and with the default N threads (2**20 elements, two fresh "
+          "workers' worth of state): does the mask depend on the thread count?",
+          shape=THREADS_SHAPE, kind="threads", expected=SAME_AT_THREADS, convention=True),
+)
+
 GPU_CASES: tuple[Case, ...] = (
     # --- on the GPU (`dropbench probe --device cuda`): what changes when a model moves to the device -----
     _case("cuda:seed-vs-cpu", "The same seed on the CPU and on the GPU: the same mask? (A model debugged on the "
@@ -433,3 +470,104 @@ def departs(record: dict[str, Any]) -> bool | None:
     if record.get("expected") is None:
         return None
     return not fnmatchcase(cell_label(record), record["expected"])
+
+
+# -- issue 18 findings ---------------------------------------------------------------------------------
+def eager_mask_finding(eager: np.ndarray, compiled: np.ndarray) -> str:
+    """Whether the compiled call kept exactly the elements the eager call kept (same seed, same input)."""
+    e, c = _f64(eager), _f64(compiled)
+    if e.shape != c.shape:
+        return f"compiled shape {list(c.shape)}"
+    return EAGER_MASK if np.array_equal(e != 0, c != 0) else NOT_EAGER_MASK
+
+
+def binomial_region(n: int, p: float, alpha: float = ALPHA_PER_CHECK) -> tuple[int, int]:
+    """:func:`suite.verify.stats.binomial_interval` computed on a window of +-40 sd around the mode.
+
+    The same exact two-tailed region (the mass outside the window is below 1e-300), in milliseconds
+    for n = 2**21 where the full pmf takes a second: the resolution cases need a few per record.
+    """
+    if n <= 0 or p <= 0.0:
+        return 0, 0
+    if p >= 1.0:
+        return n, n
+    mode = int(math.floor((n + 1) * p))
+    mode = min(max(mode, 0), n)
+    width = int(math.ceil(40 * math.sqrt(n * p * (1 - p)) + 50))
+    lo_k, hi_k = max(0, mode - width), min(n, mode + width)
+    k = np.arange(lo_k, hi_k, dtype=np.float64)  # pmf(k+1)/pmf(k) = (n-k)/(k+1) * p/(1-p), as stats does
+    steps = np.log((n - k) / (k + 1)) + math.log(p / (1 - p))
+    log_pmf = np.concatenate(([0.0], np.cumsum(steps)))  # relative to pmf(lo_k); normalized below
+    pmf = np.exp(log_pmf - log_pmf.max())
+    pmf /= pmf.sum()
+    half = alpha / 2
+    cdf = np.cumsum(pmf)
+    sf = np.cumsum(pmf[::-1])[::-1]
+    below = np.nonzero(cdf <= half)[0]
+    lo = int(lo_k + below[-1] + 1) if below.size else lo_k
+    above = np.nonzero(sf <= half)[0]
+    hi = int(lo_k + above[0] - 1) if above.size else hi_k
+    return lo, hi
+
+
+def rate_interval(n: int, dropped: int, alpha: float = ALPHA_PER_CHECK) -> tuple[float, float]:
+    """The drop rates p whose exact region (level alpha) holds ``dropped`` of ``n``: an exact confidence
+    interval (inverting the test), found by bisection to 1e-7 relative."""
+    if n <= 0:
+        return 0.0, 1.0
+
+    def accepts_above(p: float) -> bool:  # dropped <= hi(p): p is not too small
+        return dropped <= binomial_region(n, p, alpha)[1]
+
+    def accepts_below(p: float) -> bool:  # dropped >= lo(p): p is not too large
+        return dropped >= binomial_region(n, p, alpha)[0]
+
+    def bisect(ok_hi: bool) -> float:
+        a, b = 0.0, 1.0
+        for _ in range(40):
+            m = (a + b) / 2
+            if (accepts_above(m) if ok_hi else not accepts_below(m)):
+                b = m
+            else:
+                a = m
+        return b if ok_hi else a
+
+    lo = 0.0 if dropped == 0 else bisect(True)
+    hi = 1.0 if dropped == n else bisect(False)
+    return lo, hi
+
+
+def grid_neighbours(rate: float) -> list[tuple[str, float]]:
+    """(step name, grid value) for each 1/16 and 1/256 grid point next to ``rate`` (rate itself excluded)."""
+    out: list[tuple[str, float]] = []
+    for name, step in RESOLUTION_STEPS:
+        for value in (math.floor(rate / step) * step, math.ceil(rate / step) * step):
+            if value != rate and (name, value) not in out:
+                out.append((name, value))
+    return out
+
+
+def resolution_finding(y: np.ndarray, rate: float, alpha: float = ALPHA_PER_CHECK) -> tuple[str, dict[str, Any]]:
+    """Which drop probability produced y: ``rate`` as given, a grid neighbour, or neither; with the measured rate.
+
+    The dropped count must fall in the exact region of ``rate`` and in none of its 1/16 and 1/256
+    grid neighbours' regions (disjoint at the cases' element count, so each wrong call has
+    probability <= alpha).
+    """
+    mask = _f64(y) == 0
+    n, dropped = int(mask.size), int(mask.sum())
+    lo, hi = rate_interval(n, dropped, alpha)
+    detail = {"n": n, "dropped": dropped, "measured_rate": dropped / max(n, 1), "interval": [lo, hi],
+              "alpha": alpha}
+
+    def fits(p: float) -> bool:
+        a, b = binomial_region(n, p, alpha)
+        return a <= dropped <= b
+
+    hits = [(name, value) for name, value in grid_neighbours(rate) if fits(value)]
+    if fits(rate) and not hits:
+        return AS_GIVEN, detail
+    if hits:
+        name, value = hits[0]  # 1/16 neighbours come first: the coarsest grid the count fits
+        return f"rounded to {value:.6g} (a {name} step)", detail
+    return f"drops {dropped / max(n, 1):.4%} (interval {lo:.4%}-{hi:.4%})", detail

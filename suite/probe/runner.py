@@ -10,7 +10,9 @@ costs one extra import, never the other results. The watchdog is ``faulthandler`
 framework hangs inside native code holding the GIL.
 
 The cross-process cases (same seed / no seed in two fresh processes) run in two extra workers
-of their own, unseeded cases first, so that both processes start from the same fresh state.
+of their own, unseeded cases first, so that both processes start from the same fresh state. Both
+run pinned to one thread; the first then runs the thread cases, whose other half (the default thread
+count) ran in the main worker: the same seed at 1 and N threads without a worker of its own.
 """
 from __future__ import annotations
 
@@ -33,11 +35,13 @@ from suite.runtime.environments import declaration
 from suite.runtime.executors import dispatch
 from suite.runtime.loader import BackendRef, load_for_worker
 from suite.runtime.machine import machine_facts, machine_id
+from suite.runtime.threads import pin_threads, thread_env
 from suite.runtime.worker import DEFAULT_TIMEOUT_S, Journal, Task, WorkerResult
 from suite.spec import DropoutSpec
 
 DEFAULT_SEED = 20260101
 DEFAULT_CASE_TIMEOUT_S = 30.0
+PINNED_THREADS = 1  # the thread count the "process" workers pin; the main worker runs at its default
 Pair = tuple[str, str]  # (api id, case id)
 
 
@@ -45,6 +49,8 @@ Pair = tuple[str, str]  # (api id, case id)
 def _observe(backend: Any, api: str, case: Case, x: np.ndarray, spec: DropoutSpec) -> tuple[str, str | None, dict[str, Any]]:
     """Call the API the way ``case.kind`` asks; return (outcome, finding, detail)."""
     forward: Callable[[DropoutSpec], np.ndarray] = lambda s: np.asarray(backend.forward(x, s, api=api))  # noqa: E731
+    if case.kind in ("compiled", "compiled-grad"):
+        return _observe_compiled(backend, api, case, x, spec)
     if case.kind == "grad-values" or case.kind == "grad-mask":
         y, grad = backend.forward_backward(x, np.ones_like(x), spec, api=api)
         y, grad = np.asarray(y), np.asarray(grad)
@@ -72,9 +78,44 @@ def _observe(backend: Any, api: str, case: Case, x: np.ndarray, spec: DropoutSpe
         finding = probes.keep_share_finding(y, float(case.rate))
     elif case.kind == "kept-value":
         finding = probes.kept_value_finding(y, case.keep)
+    elif case.kind == "rate-resolution":
+        finding, measured = probes.resolution_finding(y, float(case.rate))
+        detail.update(measured)
+    elif case.kind == "threads":
+        detail = probes.summarize(y, values=False)
+        detail["mask_digest"] = probes.mask_digest(y)
     elif case.fill == "nan-row":
         finding = probes.nan_input_finding(x, y)
     return outcome, finding, detail
+
+
+def _observe_compiled(backend: Any, api: str, case: Case, x: np.ndarray,
+                      spec: DropoutSpec) -> tuple[str, str | None, dict[str, Any]]:
+    """compiled: the compiled forward's mask against eager's (same seed); compiled-grad: its gradient."""
+    mode = _compiled_mode(backend, api)
+    if mode is None:
+        raise Unsupported(f"{backend.name}:{api} has no compiled mode")
+    if spec.seed is None:
+        raise Unsupported(f"{backend.name}:{api} cannot be seeded per call: eager and compiled masks cannot be compared")
+    if case.kind == "compiled-grad":
+        y, grad = backend.forward_backward_compiled(x, np.ones_like(x), spec, api=api)
+        y, grad = np.asarray(y), np.asarray(grad)
+        outcome, detail = probes.classify(x, y, case.keep)
+        detail["mode"] = mode
+        return outcome, probes.grad_mask_finding(y, grad), detail
+    eager = np.asarray(backend.forward(x, spec, api=api))
+    y = np.asarray(backend.forward_compiled(x, spec, api=api))
+    outcome, detail = probes.classify(x, y, case.keep)
+    detail["mode"] = mode
+    return outcome, probes.eager_mask_finding(eager, y), detail
+
+
+def _compiled_mode(backend: Any, api: str) -> str | None:
+    """The mode the adapter's forward_compiled runs (a plugin without the hook: none)."""
+    if not callable(getattr(backend, "forward_compiled", None)):
+        return None
+    getter = getattr(backend, "compiled_mode_for_probe", None)
+    return getter(api) if callable(getter) else api_info(backend, api).compiled
 
 
 def run_case(backend: Any, api: str, case: Case, seed: int) -> dict[str, Any]:
@@ -93,7 +134,7 @@ def run_case(backend: Any, api: str, case: Case, seed: int) -> dict[str, Any]:
             x, axes = case.make_input(layout.ndim if layout else None, layout.broadcast_axes if layout else ())
         except LookupError as exc:  # ml_dtypes missing
             raise Unsupported(str(exc)) from exc
-        use_seed = seed if case.seeded and ("seed" in info.capabilities or case.kind in ("seed-twice", "process")) else None
+        use_seed = seed if case.seeded and ("seed" in info.capabilities or case.kind in ("seed-twice", "process", "threads")) else None
         spec_dtype = case.dtype if case.dtype in ("float16", "bfloat16") else "float32"  # int32: a layer's default dtype
         spec = DropoutSpec.unchecked(case.rate, training=case.training, broadcast_axes=axes, seed=use_seed, dtype=spec_dtype,
                                      device=case.device)
@@ -114,11 +155,15 @@ def plan_for(backend: Any, mode: str, apis: Iterable[str] | None, cases: Iterabl
     wanted_apis = set(apis) if apis else None
     wanted_cases = set(cases) if cases else None
     ids = [f"{backend.name}:{a}" for a in backend.apis if wanted_apis is None or f"{backend.name}:{a}" in wanted_apis]
-    chosen = [c for c in probes.cases_for(device)
-              if (wanted_cases is None or c.id in wanted_cases) and c.cross_process == (mode == "process")]
+    chosen = [c for c in probes.cases_for(device) if (wanted_cases is None or c.id in wanted_cases)
+              and (c.cross_process if mode == "process" else not c.cross_process)]
     if mode == "process":
-        chosen.sort(key=lambda c: c.seeded)  # unseeded first: nothing may seed the stream before them
-        return [(a, c.id) for c in chosen for a in ids]
+        # unseeded first: nothing may seed the stream before them; the thread cases (run here at one
+        # thread, in the main worker at the default count) last, after the fresh-state cases
+        chosen = [c for c in chosen if c.cross_process]
+        chosen.sort(key=lambda c: c.seeded)
+        threads = [c for c in probes.CASES if c.cross_threads and (wanted_cases is None or c.id in wanted_cases)]
+        return [(a, c.id) for c in chosen for a in ids] + [(a, c.id) for c in threads for a in ids]
     return [(a, c.id) for a in ids for c in chosen]
 
 
@@ -135,6 +180,8 @@ def worker_task(task: Task) -> dict[str, Any]:
     plan = ([tuple(p) for p in todo] if todo is not None else
             plan_for(backend, options["mode"], options.get("apis"), options.get("cases"), options.get("device") or "cpu"))
     payload["apis"] = [f"{backend.name}:{a}" for a in backend.apis]
+    if options.get("threads"):
+        payload["threads"] = pin_threads(backend, int(options["threads"]))
     journal.write(header={**payload, "plan": plan})
     watchdog_path = options.get("watchdog")
     watchdog = open(watchdog_path, "w", encoding="utf-8") if watchdog_path else None
@@ -142,7 +189,8 @@ def worker_task(task: Task) -> dict[str, Any]:
     for api_id, case_id in plan:
         journal.write(start=[api_id, case_id])
         if watchdog is not None:
-            faulthandler.dump_traceback_later(case_timeout, exit=True, file=watchdog)
+            limit = max(case_timeout, probes.BY_ID[case_id].timeout_s or 0.0)
+            faulthandler.dump_traceback_later(limit, exit=True, file=watchdog)
         record = run_case(backend, api_id.split(":", 1)[1], probes.BY_ID[case_id], int(options["seed"]))
         if watchdog is not None:
             faulthandler.cancel_dump_traceback_later()
@@ -165,6 +213,7 @@ class BackendRun:
     records: dict[Pair, dict[str, Any]] = field(default_factory=dict)
     workers: int = 0
     ran_on: list[dict[str, Any]] = field(default_factory=list)  # which executor and node ran each worker
+    threads: dict[str, Any] | None = None  # what pin_threads reported (threads workers)
 
 
 def _read_journal(events: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, list[Pair], list[dict[str, Any]]]:
@@ -195,15 +244,24 @@ def _failure_record(pair: Pair, result: WorkerResult, watchdog_text: str, case_t
 def run_backend(ref: BackendRef, mode: str, *, apis: set[str] | None, cases: list[str] | None, seed: int,
                 timeout: float = DEFAULT_TIMEOUT_S, case_timeout: float = DEFAULT_CASE_TIMEOUT_S,
                 device: str = "cpu") -> BackendRun:
-    """Run one backend's cases of ``mode`` ("main" or "process"), resuming after crashes and hangs."""
+    """Run one backend's cases of ``mode`` ("main" or "process"), resuming after crashes and hangs.
+
+    "process" workers start with the BLAS/OpenMP variables at 1 and pin the framework's pools to 1
+    (backend.pin_threads) before any case runs: both cross-process runs at one thread, and the thread
+    cases there against the main worker's run at the default count. One worker fewer per backend than
+    a separate thread worker (a framework import costs seconds).
+    """
+    threads = PINNED_THREADS if mode == "process" else None
     run = BackendRun(ref.name)
     todo: list[Pair] | None = None
     with tempfile.TemporaryDirectory(prefix="dropbench-probe-") as tmp:
         for attempt in range(10_000):  # each retry removes at least one case, so this ends
             watchdog = Path(tmp) / f"watchdog-{attempt}.txt"
             options = {"mode": mode, "apis": sorted(apis) if apis else None, "cases": cases, "seed": seed,
-                       "todo": todo, "watchdog": str(watchdog), "case_timeout": case_timeout, "device": device}
-            result = dispatch(Task("probe", ref.ref, options, name=ref.name), timeout=timeout)
+                       "todo": todo, "watchdog": str(watchdog), "case_timeout": case_timeout, "device": device,
+                       "threads": threads}
+            result = dispatch(Task("probe", ref.ref, options, name=ref.name), timeout=timeout,
+                              env=thread_env(threads) if threads else None)
             if result.status == "unavailable":  # its environment is not built: no worker started
                 run.status, run.reason = "unavailable", result.detail
                 return run
@@ -213,6 +271,7 @@ def run_backend(ref: BackendRef, mode: str, *, apis: set[str] | None, cases: lis
             if header is not None and attempt == 0:
                 run.name = header.get("backend", ref.name)
                 run.versions, run.apis = header.get("versions", {}), header.get("apis", [])
+                run.threads = header.get("threads")
                 run.plan = [tuple(p) for p in header.get("plan", [])]
                 if not header.get("available", True):
                     run.status, run.reason = "unavailable", header.get("reason")
@@ -238,6 +297,8 @@ def merge_process_runs(first: BackendRun, second: BackendRun) -> dict[Pair, dict
     """Cross-process records: the first process's observation, finding = same mask in both or not."""
     merged: dict[Pair, dict[str, Any]] = {}
     for pair, record in first.records.items():
+        if not probes.BY_ID[pair[1]].cross_process:
+            continue
         record = dict(record)
         other = second.records.get(pair)
         if record["outcome"] not in probes.NO_OUTPUT:
@@ -254,6 +315,37 @@ def merge_process_runs(first: BackendRun, second: BackendRun) -> dict[Pair, dict
             record["detail"] = {k: v for k, v in record["detail"].items() if k != "mask_digest"}
         merged[pair] = record
     return merged
+
+
+def merge_thread_runs(main: dict[Pair, dict[str, Any]], pinned: BackendRun) -> dict[Pair, dict[str, Any]]:
+    """Thread cases: the main worker's observation (default threads), finding = the same mask as with 1 thread or not."""
+    merged: dict[Pair, dict[str, Any]] = {}
+    for pair, record in main.items():
+        if not probes.BY_ID[pair[1]].cross_threads:
+            continue
+        record = dict(record)
+        other = pinned.records.get(pair)
+        if record["outcome"] not in probes.NO_OUTPUT:
+            if other is None:
+                record.update(outcome=pinned.status if pinned.status in ("crash", "timeout", "unavailable") else "crash",
+                              message=probes.short_message(f"the 1-thread (first process) worker gave no result: {pinned.reason}", 600))
+            elif other["outcome"] in ("crash", "timeout", "error"):
+                record.update(outcome=other["outcome"], error_type=other["error_type"],
+                              message=probes.short_message(f"1-thread worker: {other['message']}", 600))
+            else:
+                a, b = (record.get("detail") or {}).get("mask_digest"), (other.get("detail") or {}).get("mask_digest")
+                record["finding"] = probes.SAME_AT_THREADS if a == b else probes.NEW_AT_THREADS
+        detail = {k: v for k, v in (record.get("detail") or {}).items() if k != "mask_digest"}
+        if pinned.threads is not None:
+            detail["pinned"] = pinned.threads
+        record["detail"] = detail or None
+        merged[pair] = record
+    return merged
+
+
+def _process_only(cases: list[str] | None) -> list[str]:
+    """The cross-process case ids among ``cases`` (all when None): the second process needs no thread cases."""
+    return [c.id for c in probes.CASES if c.cross_process and (not cases or c.id in cases)]
 
 
 @dataclass
@@ -294,14 +386,20 @@ def run_probe(refs: list[BackendRef], apis: set[str] | None = None, cases: list[
     order = {c.id: i for i, c in enumerate(probes.cases_for(device))}
     kw = dict(apis=apis, cases=cases, seed=seed, timeout=timeout, case_timeout=case_timeout, device=device)
     wants_process = any(c.cross_process for c in probes.CASES if not cases or c.id in cases)
+    wants_threads = any(c.cross_threads for c in probes.CASES if not cases or c.id in cases)
     for ref in refs:
         main = run_backend(ref, "main", **kw)
         records = dict(main.records)
         workers = main.workers
-        if main.status == "ok" and wants_process:
-            first, second = run_backend(ref, "process", **kw), run_backend(ref, "process", **kw)
-            records.update(merge_process_runs(first, second))
-            workers += first.workers + second.workers
+        if main.status == "ok" and (wants_process or wants_threads):
+            first = run_backend(ref, "process", **kw)
+            workers += first.workers
+            if wants_process:
+                second = run_backend(ref, "process", **{**kw, "cases": _process_only(cases)})
+                records.update(merge_process_runs(first, second))
+                workers += second.workers
+            if wants_threads:
+                records.update(merge_thread_runs(records, first))
         report.backends.append({"backend": main.name, "ref": ref.name, "status": main.status, "reason": main.reason,
                                 "apis": main.apis, "workers": workers, "ran_on": main.ran_on})
         environment = declaration(ref.ref)[0]
