@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from backends.base import CAPABILITIES, ApiInfo, BaseBackend, Layout, Unavailable, Unsupported
-from backends.numpy_fast import row_split, threads_from_env
+from backends.numpy_fast import eval_factor, row_split, run_kernel, threads_from_env, train_scale
 
 _DTYPES = ("float32", "float16", "float64")
 _NATIVE = (np.dtype(np.float32), np.dtype(np.float64))
@@ -225,28 +225,14 @@ class NumbaBackend(BaseBackend):
         self._apply_threads()
         return self._kernel
 
-    @staticmethod
-    def _scale(spec: Any) -> float:
-        if spec.scaling == "vanilla":
-            return 1.0
-        return 0.0 if spec.keep_prob == 0.0 else 1.0 / spec.keep_prob  # rate 1: zeros, not 0/0
-
-    @staticmethod
-    def _eval_factor(spec: Any, dtype: np.dtype) -> np.ndarray:
-        return np.asarray(1.0 if spec.scaling == "inverted" else spec.keep_prob, dtype=dtype)
+    _scale = staticmethod(train_scale)
+    _eval_factor = staticmethod(eval_factor)
 
     def _impl(self, api: str):
         return self._fused
 
     def _fused(self, x: np.ndarray, grad_out: np.ndarray | None, spec: Any):
-        kernel = self.fused_kernel()
-        if spec.seed is not None:
-            kernel.reseed(spec.seed)
-        if not spec.training:
-            factor = self._eval_factor(spec, x.dtype)
-            return x * factor, (None if grad_out is None else grad_out * factor)
-        y = kernel.forward(x, spec.keep_prob, self._scale(spec), mask_shape=spec.mask_shape(x.shape))
-        return y, (None if grad_out is None else kernel.backward(grad_out))
+        return run_kernel(self.fused_kernel(), x, grad_out, spec)
 
     def prepare(self, shape: Sequence[int], spec: Any, *, api: str, direction: str,
                 compiled: bool = False) -> Callable[[], None]:

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from backends.base import CAPABILITIES, ApiInfo, BaseBackend, Layout, Traffic, Unsupported
-from backends.numpy_fast import FastDropout, threads_from_env
+from backends.numpy_fast import FastDropout, eval_factor, run_kernel, threads_from_env, train_scale
 
 _DTYPES = ("float32", "float16", "float64")
 _UINT8_MASK = Traffic(mask="uint8")  # numpy:fast keeps a 1-byte mask (per mask group) for backward
@@ -98,26 +98,12 @@ class NumpyBackend(BaseBackend):
         self._kernel.threads = self.threads
         return self._kernel
 
-    @staticmethod
-    def _fast_scale(spec: Any) -> float:
-        if spec.scaling == "vanilla":
-            return 1.0
-        return 0.0 if spec.keep_prob == 0.0 else 1.0 / spec.keep_prob  # rate 1: zeros, not 0/0
-
-    @staticmethod
-    def _eval_factor(spec: Any, dtype: np.dtype) -> np.ndarray:
-        return np.asarray(1.0 if spec.scaling == "inverted" else spec.keep_prob, dtype=dtype)
+    _fast_scale = staticmethod(train_scale)
+    _eval_factor = staticmethod(eval_factor)
 
     def _fast(self, x: np.ndarray, grad_out: np.ndarray | None, spec: Any):
         """numpy:fast: the reference's semantics through the blocked 8-bit-first kernel."""
-        kernel = self.fast_kernel()
-        if spec.seed is not None:
-            kernel.reseed(spec.seed)
-        if not spec.training:
-            factor = self._eval_factor(spec, x.dtype)
-            return x * factor, (None if grad_out is None else grad_out * factor)
-        y = kernel.forward(x, spec.keep_prob, self._fast_scale(spec), mask_shape=spec.mask_shape(x.shape))
-        return y, (None if grad_out is None else kernel.backward(grad_out))
+        return run_kernel(self.fast_kernel(), x, grad_out, spec)
 
     # timing ----------------------------------------------------------------
     def prepare(self, shape: Sequence[int], spec: Any, *, api: str, direction: str,

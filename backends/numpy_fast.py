@@ -49,7 +49,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -416,3 +416,27 @@ class FastDropout:
         if self._mask_shape is None:
             raise RuntimeError("no forward() yet")
         return self._mask.reshape(self._mask_shape)
+
+
+# -- the spec's semantics around a stored-mask kernel (numpy:fast and numba:fused share them) ----------
+def train_scale(spec: Any) -> float:
+    """The kept value's factor in training: 1/keep (inverted), 1 (vanilla), 0 at rate 1 (zeros, not 0/0)."""
+    if spec.scaling == "vanilla":
+        return 1.0
+    return 0.0 if spec.keep_prob == 0.0 else 1.0 / spec.keep_prob
+
+
+def eval_factor(spec: Any, dtype: np.dtype) -> np.ndarray:
+    """Inference: identity (inverted) or x·keep (vanilla), in x's dtype."""
+    return np.asarray(1.0 if spec.scaling == "inverted" else spec.keep_prob, dtype=dtype)
+
+
+def run_kernel(kernel: Any, x: np.ndarray, grad_out: np.ndarray | None, spec: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """(y, grad) through a kernel with ``reseed``, ``forward`` and a ``backward`` that reads the stored mask."""
+    if spec.seed is not None:
+        kernel.reseed(spec.seed)
+    if not spec.training:
+        factor = eval_factor(spec, x.dtype)
+        return x * factor, (None if grad_out is None else grad_out * factor)
+    y = kernel.forward(x, spec.keep_prob, train_scale(spec), mask_shape=spec.mask_shape(x.shape))
+    return y, (None if grad_out is None else kernel.backward(grad_out))
