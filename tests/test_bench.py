@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ import pytest
 
 from suite.bench import cases as timing
 from suite.bench.baselines import make_baseline
-from suite.bench.runner import BenchOptions, exit_code, run_bench
+from suite.bench.runner import TIMING, BenchOptions, exit_code, run_bench
 from suite.bench.schema import READABLE
 from suite.runtime.jsonio import read_result
 from suite.runtime.loader import UsageError
@@ -255,8 +256,13 @@ def test_plugin_timed_end_to_end(tmp_path) -> None:
         assert all(k in info for k in REQUIRED_INFO), info
         assert info["worker"] == "fakeplug" and info["threads"] == 2 and info["numel"] == TINY
         assert info["bytes"] == timing.useful_bytes(api, direction, TINY, "float32")
-        assert len(stats["data"]) == stats["rounds"] >= 7
-        assert stats["min"] <= stats["median"] <= stats["max"]
+        # pytest-benchmark stops at max_time, so a loaded machine gets the profile's minimum of rounds
+        assert len(stats["data"]) == stats["rounds"] >= TIMING["quick"]["min_rounds"]
+        # schema 2: min/max/data pool pytest-benchmark's rounds; median is the median of the processes'
+        # figures (interleaved rounds, which may run below pytest-benchmark's minimum; suite/bench/aggregate.py)
+        assert stats["min"] <= statistics.median(stats["data"]) <= stats["max"]
+        assert stats["median_of"] == "processes"
+        assert stats["median"] == statistics.median(p["median"] for p in info["processes"])
     assert rows[("baseline:copy", "forward")]["extra_info"]["backend"] == "baseline"
     assert "fakeplug:scale" in proc.stdout  # the summary table
     assert not (tmp_path / "bench.json.parts").exists()  # nothing to look into: worker files removed
