@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from backends.base import CAPABILITIES, ApiInfo, BaseBackend, Layout, Unavailable, Unsupported
-from backends.numpy_fast import eval_factor, row_split, run_kernel, threads_from_env, train_scale
+from backends.numpy_fast import kernel_step, row_split, run_kernel, threads_from_env
 
 _DTYPES = ("float32", "float16", "float64")
 _NATIVE = (np.dtype(np.float32), np.dtype(np.float64))
@@ -225,8 +225,6 @@ class NumbaBackend(BaseBackend):
         self._apply_threads()
         return self._kernel
 
-    _scale = staticmethod(train_scale)
-    _eval_factor = staticmethod(eval_factor)
 
     def _impl(self, api: str):
         return self._fused
@@ -247,29 +245,12 @@ class NumbaBackend(BaseBackend):
         grad_out = rng.standard_normal(shape_).astype(spec.dtype) if backward else None
         kernel = self.fused_kernel()
         kernel.compile(x.dtype)
-        if spec.seed is not None:
-            kernel.reseed(spec.seed)
-        y = np.zeros_like(x)
-        grad = None if grad_out is None else np.zeros_like(grad_out)
-        if not spec.training:
-            factor = self._eval_factor(spec, x.dtype)
 
-            def eval_step() -> None:
-                np.multiply(x, factor, out=y)
-                if grad is not None:
-                    np.multiply(grad_out, factor, out=grad)
-
-            return eval_step
-        keep, scale, mask_shape = spec.keep_prob, self._scale(spec), spec.mask_shape(x.shape)
-        kernel.forward(x, keep, scale, mask_shape=mask_shape, out=y)  # warm: mask buffer, thread pool
-        if grad is not None:
-            kernel.backward(grad_out, out=grad)
-        if spec.seed is not None:
-            kernel.reseed(spec.seed)  # the timed steps start the seeded stream at call 0
-
-        def step() -> None:
-            kernel.forward(x, keep, scale, mask_shape=mask_shape, out=y)
+        def warm(keep: float, scale: float, mask_shape: tuple[int, ...], y: np.ndarray, grad: np.ndarray | None) -> None:
+            kernel.forward(x, keep, scale, mask_shape=mask_shape, out=y)  # warm: mask buffer, thread pool
             if grad is not None:
                 kernel.backward(grad_out, out=grad)
+            if spec.seed is not None:
+                kernel.reseed(spec.seed)  # the timed steps start the seeded stream at call 0
 
-        return step
+        return kernel_step(kernel, x, grad_out, spec, warm=warm)

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from backends.base import CAPABILITIES, ApiInfo, BaseBackend, Layout, Traffic, Unsupported
-from backends.numpy_fast import FastDropout, eval_factor, run_kernel, threads_from_env, train_scale
+from backends.numpy_fast import FastDropout, kernel_step, run_kernel, threads_from_env
 
 _DTYPES = ("float32", "float16", "float64")
 _UINT8_MASK = Traffic(mask="uint8")  # numpy:fast keeps a 1-byte mask (per mask group) for backward
@@ -98,8 +98,6 @@ class NumpyBackend(BaseBackend):
         self._kernel.threads = self.threads
         return self._kernel
 
-    _fast_scale = staticmethod(train_scale)
-    _eval_factor = staticmethod(eval_factor)
 
     def _fast(self, x: np.ndarray, grad_out: np.ndarray | None, spec: Any):
         """numpy:fast: the reference's semantics through the blocked 8-bit-first kernel."""
@@ -145,25 +143,5 @@ class NumpyBackend(BaseBackend):
 
     def _prepare_fast(self, x: np.ndarray, grad_out: np.ndarray | None, spec: Any) -> Callable[[], None]:
         kernel = self.fast_kernel()
-        if spec.seed is not None:
-            kernel.reseed(spec.seed)
-        y = np.zeros_like(x)  # zeros, not empty: the pages are touched now, not in the first step
-        grad = None if grad_out is None else np.zeros_like(grad_out)
-        if not spec.training:
-            factor = self._eval_factor(spec, x.dtype)
-
-            def eval_step() -> None:
-                np.multiply(x, factor, out=y)
-                if grad is not None:
-                    np.multiply(grad_out, factor, out=grad)
-
-            return eval_step
-        keep, scale, mask_shape = spec.keep_prob, self._fast_scale(spec), spec.mask_shape(x.shape)
-        kernel.prepare(x.shape, mask_shape)
-
-        def step() -> None:
-            kernel.forward(x, keep, scale, mask_shape=mask_shape, out=y)
-            if grad is not None:
-                kernel.backward(grad_out, out=grad)
-
-        return step
+        return kernel_step(kernel, x, grad_out, spec,
+                           warm=lambda keep, scale, mask_shape, y, grad: kernel.prepare(x.shape, mask_shape))

@@ -440,3 +440,35 @@ def run_kernel(kernel: Any, x: np.ndarray, grad_out: np.ndarray | None, spec: An
         return x * factor, (None if grad_out is None else grad_out * factor)
     y = kernel.forward(x, spec.keep_prob, train_scale(spec), mask_shape=spec.mask_shape(x.shape))
     return y, (None if grad_out is None else kernel.backward(grad_out))
+
+
+def kernel_step(kernel: Any, x: np.ndarray, grad_out: np.ndarray | None, spec: Any,
+                warm: Any = None) -> Any:
+    """The timed step of a stored-mask kernel into preallocated y (and grad), built outside the timing.
+
+    ``warm(keep, scale, mask_shape, y, grad)``, when given, runs once before the step is returned
+    (buffers, thread pools, compiled loops); eval mode is a plain multiply by the eval factor.
+    """
+    if spec.seed is not None:
+        kernel.reseed(spec.seed)
+    y = np.zeros_like(x)  # zeros, not empty: the pages are touched now, not in the first step
+    grad = None if grad_out is None else np.zeros_like(grad_out)
+    if not spec.training:
+        factor = eval_factor(spec, x.dtype)
+
+        def eval_step() -> None:
+            np.multiply(x, factor, out=y)
+            if grad is not None:
+                np.multiply(grad_out, factor, out=grad)
+
+        return eval_step
+    keep, scale, mask_shape = spec.keep_prob, train_scale(spec), spec.mask_shape(x.shape)
+    if warm is not None:
+        warm(keep, scale, mask_shape, y, grad)
+
+    def step() -> None:
+        kernel.forward(x, keep, scale, mask_shape=mask_shape, out=y)
+        if grad is not None:
+            kernel.backward(grad_out, out=grad)
+
+    return step
