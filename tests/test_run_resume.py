@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from suite.bench.schema import READABLE
 from suite.runtime.jsonio import read_result
 
@@ -57,3 +59,61 @@ def test_resume_refuses_a_folder_that_is_not_a_run_and_changed_options(tmp_path:
     changed = subprocess.run(_cli("run", "--resume", str(tmp_path), "--backend", "torch", cwd=tmp_path), cwd=tmp_path,
                              env=ENV, capture_output=True, text=True, timeout=120)
     assert changed.returncode == 2 and "drop --backend" in changed.stderr, changed.stderr
+
+
+def _processes_marked(mark: str) -> list[int]:
+    """Live processes whose environment carries ``mark`` (workers inherit the run's environment)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if mark.encode() in environ and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").exists(), reason="reads process environments from /proc")
+def test_ctrl_c_during_the_concurrent_checks_kills_every_worker_and_keeps_nothing_half_written(tmp_path: Path) -> None:
+    """verify and probe run --jobs workers at a time in threads: Ctrl-C must not leave one running."""
+    mark = f"DROPBENCH_TEST_MARK_{os.getpid()}_{time.monotonic_ns()}"
+    env = {**ENV, mark: "1"}
+    proc = subprocess.Popen(_cli("run", "--backend", "numpy", "--backend", "torch", "--jobs", "2", "--skip", "bench",
+                                 "--out", "out", cwd=tmp_path), cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(_processes_marked(mark)) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # the run itself and at least two workers
+    assert proc.poll() is None, "the checks ended before they could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err, err
+    time.sleep(0.5)
+    assert _processes_marked(mark) == [], "workers outlived the interrupted run"
+    (folder,) = tmp_path.glob("out/*/*")
+    state = read_result(folder / "run.json", kind="run-state")
+    for stage in ("verify", "probe"):
+        assert (stage in state["stages"]) == (folder / f"{stage}.json").exists()  # a stage is kept whole or not at all
+
+
+def test_concurrent_checks_keep_the_backend_order_and_record_stage_times(tmp_path: Path) -> None:
+    done = subprocess.run(_cli("run", "--backend", "numba", "--backend", "numpy", "--jobs", "2", "--skip", "bench",
+                               "--out", "out", cwd=tmp_path), cwd=tmp_path, env=ENV, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (folder,) = tmp_path.glob("out/*/*")
+    verify = read_result(folder / "verify.json", kind="verify")
+    probe = read_result(folder / "probe.json", kind="probe")
+    assert [b["backend"] for b in verify["backends"]] == ["numba", "numpy"]  # as asked, whichever finished first
+    assert [b["backend"] for b in probe["backends"]] == ["numba", "numpy"]
+    apis = list(dict.fromkeys(r["api"] for r in probe["records"]))
+    assert apis[0].startswith("numba:") and apis[-1].startswith("numpy:")
+    stages = read_result(folder / "run.json", kind="run-state")["stages"]
+    assert all(stages[s]["seconds"] > 0 for s in ("verify", "probe"))
+    summary = (folder / "summary.md").read_text(encoding="utf-8")
+    assert "verify and probe ran 2 workers at a time" in summary, summary

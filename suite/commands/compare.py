@@ -116,9 +116,12 @@ def run(args: argparse.Namespace) -> int:
           f"over {c['pairs']} A/A pairs), a 25 % slowdown at 2^22 caught in {c['detect_25']:.0%}, a 10 % one in "
           f"{c['detect_10']:.0%} (results/calibration/; re-measure your machine with results/calibration/calibrate.py)")
     if by_rounds:
-        print(f"{by_rounds} row(s) had one process on a side (an old or --processes 1 file): those were tested with "
-              f"the Mann-Whitney U test on per-round times (normal approximation from {NORMAL_MIN_ROUNDS} rounds), "
-              "which treats rounds as independent, so drift between the two runs can look significant")
+        print(f"{by_rounds} row(s) had one process on a side (an old file, `dropbench run`'s default, or --processes 1): "
+              f"those were tested with the Mann-Whitney U test on per-round times (normal approximation from "
+              f"{NORMAL_MIN_ROUNDS} rounds), which treats rounds as independent, so drift between the two runs can look "
+              f"significant: in calibration it flagged {c['aa_rate_one_process']:.0%} of unchanged rows. "
+              "Not a verdict to trust; for one, time "
+              "both sides with 3 or more processes (`dropbench bench --quick`, or `dropbench run --processes 3`)")
     if by_process == 0 and not by_rounds:
         print("no row could be tested (see the verdicts)")
     return exit_code(results)

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from suite.commands.options import positive_float, positive_int
+from suite.commands.options import add_jobs_option, default_jobs, positive_float
 from suite.report import table
 from suite.runtime.loader import BackendRef, load_for_worker, resolve
 from suite.runtime.machine import machine_facts, machine_id
@@ -26,8 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="backends to show (repeatable); default: every known backend")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--timeout", type=positive_float, default=120.0, metavar="S", help="per-worker timeout in seconds")
-    parser.add_argument("--jobs", type=positive_int, default=None, metavar="N",
-                        help="workers started at once (default: the number of CPUs, at least 2)")
+    add_jobs_option(parser, "workers started")
     actions = parser.add_subparsers(dest="action", metavar="{create,list}", parser_class=type(parser))
     create = actions.add_parser("create", help="build a worker environment (a virtual environment outside the "
                                                "repository, $DROPBENCH_ENV_DIR or ~/.cache/dropbench/envs)")
@@ -70,10 +68,6 @@ def collect(names: list[str], timeout: float, jobs: int | None = None) -> dict[s
         rows = list(pool.map(lambda ref: _row(ref, timeout), refs))
     facts = machine_facts()
     return {"machine_id": machine_id(facts), "machine_facts": facts, "backends": rows}
-
-
-def default_jobs() -> int:
-    return max(2, os.cpu_count() or 1)
 
 
 def _create(args: argparse.Namespace) -> int:

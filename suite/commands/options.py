@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 from pathlib import Path
 
@@ -65,6 +66,17 @@ def writable_path(text: str) -> Path:
     except OSError as exc:
         raise argparse.ArgumentTypeError(f"cannot write {text!r}: {exc.strerror or exc}") from None
     return path
+
+
+def default_jobs() -> int:
+    """Workers at once for stages that time nothing (env, run's verify and probe): they mostly wait on
+    framework imports, so the number of CPUs, at least 2."""
+    return max(2, os.cpu_count() or 1)
+
+
+def add_jobs_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--jobs", type=positive_int, default=None, metavar="N",
+                        help=f"{what} at once (default: the number of CPUs, at least 2)")
 
 
 def add_backend_options(parser: argparse.ArgumentParser) -> None:

@@ -13,24 +13,34 @@ is a failure, said loudly, exit code 1; the stages still run and record why each
 from __future__ import annotations
 
 import argparse
+import contextvars
 import datetime as _dt
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+from typing import Any, Callable
 
 from suite.bench.schema import READABLE
 from suite.commands.cluster import run_per_machine
-from suite.commands.options import add_executor_options, positive_float, positive_int
+from suite.commands.options import add_executor_options, add_jobs_option, default_jobs, positive_float, positive_int
 from suite.commands.progress import Progress, progress_bar
 from suite.runtime.jsonio import ResultFileError, atomic_write_json, atomic_write_text, read_result
 from suite.runtime.loader import BackendRef, UsageError, resolve
 from suite.runtime.machine import machine_facts, machine_id
+from suite.runtime.worker import allow_workers, stop_workers
 
 NAME = "run"
 HELP = "the main job: verify + probe + bench --quick (on the CPU, or --device cuda) for every installed backend, then report"
 STAGES = ("verify", "probe", "bench")
 STATE_FILE = "run.json"
-RESUMED_OPTIONS = ("backend", "threads", "skip", "no_plots", "device")  # taken from run.json on --resume
+RUN_PROCESSES = 1
+"""Bench processes per backend in `dropbench run`. One, so that the main job stays under 6 minutes on a
+2-core machine (3 processes: 914 s there, of which bench 637 s). The rows keep their interleaved ratios
+to the same process's baselines; what one process cannot give is compare's calibrated verdict
+(results/calibration/: 73 % of unchanged rows flagged with one process, 4.9 % with three)."""
+
+RESUMED_OPTIONS = ("backend", "threads", "skip", "no_plots", "device", "processes")  # taken from run.json on --resume
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="backends to run (repeatable); default: every known backend")
     parser.add_argument("--out", metavar="DIR", help="results root (default: results/); the run goes to DIR/<machine-id>/<timestamp>/")
     parser.add_argument("--threads", type=positive_int, default=1, help="threads pinned for every framework in bench")
+    parser.add_argument("--processes", type=positive_int, default=RUN_PROCESSES, metavar="K",
+                        help=f"fresh bench worker processes per backend (default {RUN_PROCESSES}: a snapshot that keeps the run "
+                             "short; `dropbench compare` gives a calibrated verdict only from 3 or more, as `bench --quick` times)")
+    add_jobs_option(parser, "verify and probe workers (the bench always runs one worker at a time)")
     parser.add_argument("--timeout", type=positive_float, default=600.0, metavar="S", help="per-worker timeout in seconds")
     parser.add_argument("--skip", action="append", default=[], choices=STAGES, help="leave out a stage (repeatable)")
     parser.add_argument("--no-plots", action="store_true", help="tables only (faster report)")
@@ -75,18 +89,28 @@ def _run_dir(root: str | None) -> Path:
     return target
 
 
-def _verify(refs: list[BackendRef], args: argparse.Namespace, out: Path, bar: Progress) -> tuple[int, list[str]]:
-    from suite.verify.runner import VerifyReport, run_verify, summary_rows
+def _verify_part(ref: BackendRef, args: argparse.Namespace) -> Any:
+    from suite.verify.runner import run_verify
+
+    return run_verify([ref], timeout=args.timeout, required=bool(args.backend))
+
+
+def _probe_part(ref: BackendRef, args: argparse.Namespace) -> Any:
+    from suite.probe.runner import run_probe
+
+    return run_probe([ref], timeout=args.timeout, device=args.device)
+
+
+def _verify_lines(parts: list[Any], out: Path) -> tuple[int, list[str]]:
+    """verify.json from the per-backend parts, and the summary's table."""
+    from suite.verify.runner import VerifyReport, summary_rows
 
     merged = VerifyReport()
-    for ref in refs:
-        bar.step(f"verify {ref.name}")
-        part = run_verify([ref], timeout=args.timeout, required=bool(args.backend))
+    for part in parts:
         merged.required = part.required
         merged.backends += part.backends
         merged.records += part.records
         merged.stale += part.stale
-        bar.advance()
     atomic_write_json(out / "verify.json", merged.to_json())
     lines = ["| api | pass | fail | error | known | skip |", "|---|---|---|---|---|---|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in summary_rows(merged)]
@@ -100,32 +124,68 @@ def _verify(refs: list[BackendRef], args: argparse.Namespace, out: Path, bar: Pr
     return merged.exit_code(), lines
 
 
-def _probe(refs: list[BackendRef], args: argparse.Namespace, out: Path, bar: Progress) -> list[str]:
+def _probe_lines(parts: list[Any], out: Path, elapsed_s: float) -> tuple[int, list[str]]:
+    """probe.json and the matrix from the per-backend parts, and the summary's line."""
+    from suite.probe.cases import departs
     from suite.probe.render import matrix_csv, matrix_markdown
-    from suite.probe.runner import ProbeReport, run_probe
 
-    merged: ProbeReport | None = None
-    started = time.perf_counter()
-    for ref in refs:
-        bar.step(f"probe {ref.name}")
-        part = run_probe([ref], timeout=args.timeout, device=args.device)
-        if merged is None:
-            merged = part
-        else:
-            merged.backends += part.backends
-            merged.records += part.records
-            merged.versions.update(part.versions)
-        bar.advance()
-    assert merged is not None
-    merged.elapsed_s = time.perf_counter() - started
+    merged = parts[0]
+    for part in parts[1:]:
+        merged.backends += part.backends
+        merged.records += part.records
+        merged.versions.update(part.versions)
+    merged.elapsed_s = elapsed_s
     payload = merged.to_json()
     atomic_write_json(out / "probe.json", payload)
     atomic_write_text(out / "probe-matrix.md", matrix_markdown(payload))
     atomic_write_text(out / "probe-matrix.csv", matrix_csv(payload))
-    from suite.probe.cases import departs
-
     departures = [r for r in payload["records"] if departs(r)]
-    return [f"probe: {len(payload['records'])} records; {len(departures)} depart from the spec — see probe-matrix.md"]
+    return 0, [f"probe: {len(payload['records'])} records; {len(departures)} depart from the spec — see probe-matrix.md"]
+
+
+CHECKS = {"verify": _verify_part, "probe": _probe_part}
+
+
+def _checks(stages: list[str], refs: list[BackendRef], args: argparse.Namespace, out: Path, bar: Progress,
+            finished: Callable[[str, int, list[str], float], None]) -> None:
+    """verify and probe of every backend, ``args.jobs`` workers at a time, verify's first.
+
+    Why at once: neither stage times anything (their statistical checks are seeded, their timeouts
+    generous), so two workers on two cores halve the wait; the bench that follows runs alone.
+    ``finished(stage, code, lines, seconds)`` is called as soon as a stage's last backend is in
+    (so an interrupted run keeps a finished verify). Ctrl-C kills every running worker and
+    starts no new one before it propagates.
+    """
+    todo = [(stage, i, ref) for stage in stages for i, ref in enumerate(refs)]
+    jobs = args.jobs or default_jobs()
+    parts: dict[str, list[Any]] = {stage: [None] * len(refs) for stage in stages}
+    started = time.perf_counter()
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="dropbench-check")
+    futures = {pool.submit(contextvars.copy_context().run, CHECKS[stage], ref, args): (stage, i, ref)
+               for stage, i, ref in todo}  # each with the executor context of this thread (cluster runs)
+    bar.step(f"{' + '.join(stages)}: {len(todo)} workers, {jobs} at a time")
+    try:
+        for future in as_completed(futures):
+            stage, i, ref = futures[future]
+            parts[stage][i] = future.result()
+            bar.advance()
+            bar.step(f"{stage} {ref.name} done")
+            if all(part is not None for part in parts[stage]):
+                seconds = time.perf_counter() - started
+                if stage == "probe":
+                    code, lines = _probe_lines(parts[stage], out, seconds)
+                else:
+                    code, lines = _verify_lines(parts[stage], out)
+                finished(stage, code, lines, seconds)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        stop_workers()
+        try:
+            pool.shutdown(wait=True)
+        finally:
+            allow_workers()
+        raise
+    pool.shutdown(wait=True)
 
 
 def _bench(refs: list[BackendRef], args: argparse.Namespace, out: Path, bar: Progress) -> tuple[int, Path]:
@@ -146,11 +206,22 @@ def _bench(refs: list[BackendRef], args: argparse.Namespace, out: Path, bar: Pro
 
     resume = getattr(args, "resume_bench", False) and (out / "bench.json").exists()
     options = BenchOptions(backends=tuple(args.backend), device=args.device, threads=args.threads, quick=True,
-                           json_path=str(out / "bench.json"), timeout=args.timeout, resume=resume)
+                           json_path=str(out / "bench.json"), timeout=args.timeout, resume=resume,
+                           processes=args.processes)
     payload = run_bench(options, progress=progress)
     for _ in names - done:
         bar.advance()
     return exit_code(payload), out / "bench.json"
+
+
+def stage_times(done: dict[str, dict], stages: list[str], report_s: float | None, jobs: int) -> str:
+    """" (verify 61 s, probe 120 s, ...)": where a run's time went; verify and probe overlap (``jobs`` at a time)."""
+    parts = [f"{stage} {done[stage]['seconds']:.0f} s" for stage in stages if "seconds" in done.get(stage, {})]
+    if report_s is not None:
+        parts.append(f"report {report_s:.0f} s")
+    overlap = f"; verify and probe ran {jobs} workers at a time, their times overlap" if jobs > 1 and \
+        {"verify", "probe"} <= set(stages) else ""
+    return f" ({', '.join(parts)}{overlap})" if parts else ""
 
 
 def gpu_problem(device: str, bench_json: Path | None) -> str | None:
@@ -212,32 +283,40 @@ def _run(args: argparse.Namespace) -> int:
     todo = [s for s in stages if s not in done]
     try:
         with progress_bar(len(todo) * len(refs) + (1 if "bench" in stages else 0)) as bar:
-            if "verify" in todo:
-                verify_code, lines = _verify(refs, args, out, bar)
-                done["verify"] = {"code": verify_code, "lines": lines}
+            def finished(stage: str, stage_code: int, lines: list[str], seconds: float) -> None:
+                done[stage] = {"code": stage_code, "lines": lines, "seconds": round(seconds, 1)}
                 _save_state(out, state)
-            if "probe" in todo:
-                done["probe"] = {"code": 0, "lines": _probe(refs, args, out, bar)}
-                _save_state(out, state)
+
+            checks = [s for s in ("verify", "probe") if s in todo]
+            if checks:
+                _checks(checks, refs, args, out, bar, finished)
             if "bench" in todo:
                 args.resume_bench = "bench" in state.get("started", [])
                 state.setdefault("started", []).append("bench")
                 _save_state(out, state)
+                bench_started = time.perf_counter()
                 bench_code, _ = _bench(refs, args, out, bar)
-                done["bench"] = {"code": bench_code, "lines": []}
+                done["bench"] = {"code": bench_code, "lines": [], "seconds": round(time.perf_counter() - bench_started, 1)}
                 _save_state(out, state)
             summary = [f"# dropbench run {out.name} on {out.parent.name}"
                        + (" (device run: cuda)" if args.device == "cuda" else ""), ""]
             for stage, title in (("verify", "## Conformance (verify)"), ("probe", "## Edge cases (probe)")):
                 if stage in stages:
                     summary += [title, "", *done[stage]["lines"], ""]
+            report_s = None
             if "bench" in stages:
                 bar.step("report")
                 from suite.report.build import build_report
 
+                report_started = time.perf_counter()
                 files = build_report([out / "bench.json"], out / "report", plots=not args.no_plots)
+                report_s = time.perf_counter() - report_started
                 bar.advance()
-                summary += [f"## Throughput (bench --quick, {args.device})", "", files.summary_md.read_text(encoding="utf-8"),
+                processes = (f"{args.processes} process per backend: a snapshot; for a calibrated `dropbench compare` "
+                             "verdict time with 3 or more (`dropbench bench --quick`, or `dropbench run --processes 3`)"
+                             if args.processes < 3 else f"{args.processes} processes per backend")
+                summary += [f"## Throughput (bench --quick, {args.device}, {processes})", "",
+                            files.summary_md.read_text(encoding="utf-8"),
                             "", f"Tables, plots and HTML: [report/]({files.html.relative_to(out)})", ""]
     except KeyboardInterrupt:
         kept = [s for s in STAGES if s in done]
@@ -250,8 +329,8 @@ def _run(args: argparse.Namespace) -> int:
     if problem:
         code = 1
         summary += [f"**FAILED: a GPU was asked for (--device cuda) and {problem}.**", ""]
-    summary.append(f"_{time.perf_counter() - started:.0f} s{' (this resumed part)' if args.resume else ''} in all; "
-                   f"exit code {code}._")
+    summary.append(f"_{time.perf_counter() - started:.0f} s{' (this resumed part)' if args.resume else ''} in all"
+                   f"{stage_times(done, stages, report_s, args.jobs or default_jobs())}; exit code {code}._")
     atomic_write_text(out / "summary.md", "\n".join(summary) + "\n")
     print("\n".join(summary))
     print(f"\nwrote {out}")

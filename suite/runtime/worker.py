@@ -110,6 +110,26 @@ def describe_exit(code: int) -> str:
     return f"exit code {code}"
 
 
+_LIVE: set[subprocess.Popen] = set()  # workers started by run_task and not yet reaped (any thread)
+_LIVE_LOCK = threading.Lock()
+_STOPPING = threading.Event()  # set by stop_workers(): run_task starts no new worker
+
+
+def stop_workers() -> int:
+    """Ctrl-C while other threads wait on workers: start no new one and SIGKILL every running group.
+    Returns how many were killed; :func:`allow_workers` lifts the stop."""
+    with _LIVE_LOCK:  # with run_task's registration under the same lock, no worker slips between the two
+        _STOPPING.set()
+        live = list(_LIVE)
+    for proc in live:
+        kill_group(proc)
+    return len(live)
+
+
+def allow_workers() -> None:
+    _STOPPING.clear()
+
+
 def kill_group(proc: subprocess.Popen) -> None:
     """The worker and everything it started (it leads its own session); only ours, by id."""
     try:
@@ -143,6 +163,8 @@ def run_task(task: Task, *, timeout: float = DEFAULT_TIMEOUT_S, env: dict[str, s
         task_file = folder / f"{stem}.task.json"
         for path in (out, journal):
             path.unlink(missing_ok=True)
+        if _STOPPING.is_set():
+            return WorkerResult("crash", None, "not started: the command is being interrupted")
         read_fd, write_fd = os.pipe()
         task = replace(task, out=str(out), journal=str(journal), progress_fd=write_fd)
         task.write(task_file)
@@ -162,6 +184,10 @@ def run_task(task: Task, *, timeout: float = DEFAULT_TIMEOUT_S, env: dict[str, s
         reader = threading.Thread(target=_follow, args=(read_fd, last, progress), daemon=True)
         reader.start()
         timed_out = False
+        with _LIVE_LOCK:
+            _LIVE.add(proc)
+            if _STOPPING.is_set():  # stopped while it was starting
+                kill_group(proc)
         try:
             code = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -174,6 +200,9 @@ def run_task(task: Task, *, timeout: float = DEFAULT_TIMEOUT_S, env: dict[str, s
             raise
         else:
             kill_group(proc)  # the worker is gone; anything it left running goes with it
+        finally:
+            with _LIVE_LOCK:
+                _LIVE.discard(proc)
         reader.join(timeout=5)
         seconds = time.monotonic() - started
         output = tail_text(log.read_text(encoding="utf-8", errors="replace"), 8, 1000) if log.exists() else ""
