@@ -520,6 +520,29 @@ def test_adaptive_stop_target_budget_and_max_rounds() -> None:
     assert (capped[0].stop, len(capped[0].times)) == ("max_rounds", 30)
 
 
+def test_slow_cases_stop_at_slow_min_rounds_and_fast_ones_at_min_rounds() -> None:
+    """A case whose round takes over a third of the budget stops at slow_min_rounds once the budget is
+    spent; a fast one still needs min_rounds. Catches the slow rule applied to every case or to none."""
+    now = [0.0]
+
+    def clock() -> float:
+        return now[0]
+
+    def ticking(seconds: float):
+        def step() -> None:
+            now[0] += seconds
+        return step
+
+    schedule = interleave.Schedule(min_rounds=7, max_rounds=30, target_rel_iqr=0.0, budget_s=0.15, slow_min_rounds=5)
+    slow, fast = interleave.Member("slow", ticking(0.1), 1), interleave.Member("fast", ticking(0.001), 1)
+    interleave.run_interleaved([slow, fast], schedule, clock=clock)
+    assert (slow.stop, len(slow.times)) == ("budget", 5)
+    assert len(fast.times) >= 7
+    plain = interleave.Member("slow", ticking(0.1), 1)
+    interleave.run_interleaved([plain], replace(schedule, slow_min_rounds=None), clock=clock)
+    assert len(plain.times) == 7
+
+
 def test_loops_make_rounds_last_round_s() -> None:
     assert interleave.loops_for(1e-5, 0.002) == 200
     assert interleave.loops_for(0.5, 0.002) == 1

@@ -26,7 +26,10 @@ def test_interrupted_run_resumes_keeping_its_finished_stages(tmp_path: Path) -> 
     proc = subprocess.Popen(_cli("run", "--backend", "numpy", "--no-plots", "--out", "out", cwd=tmp_path), cwd=tmp_path,
                             env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
-    while not list(tmp_path.glob("out/*/*/probe.json")) and proc.poll() is None and time.monotonic() < deadline:
+    def checks_done() -> bool:  # verify and probe run side by side; both files are there before bench starts
+        return all(list(tmp_path.glob(f"out/*/*/{name}")) for name in ("verify.json", "probe.json"))
+
+    while not checks_done() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
     assert proc.poll() is None, "the run ended before it could be interrupted"
     proc.send_signal(signal.SIGINT)  # bench numpy is now running (tens of seconds)

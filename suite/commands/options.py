@@ -74,9 +74,8 @@ def default_jobs() -> int:
     return max(2, os.cpu_count() or 1)
 
 
-def add_jobs_option(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument("--jobs", type=positive_int, default=None, metavar="N",
-                        help=f"{what} at once (default: the number of CPUs, at least 2)")
+def add_jobs_option(parser: argparse.ArgumentParser, what: str, default: str = "the number of CPUs, at least 2") -> None:
+    parser.add_argument("--jobs", type=positive_int, default=None, metavar="N", help=f"{what} at once (default: {default})")
 
 
 def add_backend_options(parser: argparse.ArgumentParser) -> None:

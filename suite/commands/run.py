@@ -51,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--processes", type=positive_int, default=RUN_PROCESSES, metavar="K",
                         help=f"fresh bench worker processes per backend (default {RUN_PROCESSES}: a snapshot that keeps the run "
                              "short; `dropbench compare` gives a calibrated verdict only from 3 or more, as `bench --quick` times)")
-    add_jobs_option(parser, "verify and probe workers (the bench always runs one worker at a time)")
+    add_jobs_option(parser, "verify and probe workers (the bench always runs one worker at a time)",
+                    default="the number of CPUs plus one, at least 3")
     parser.add_argument("--timeout", type=positive_float, default=600.0, metavar="S", help="per-worker timeout in seconds")
     parser.add_argument("--skip", action="append", default=[], choices=STAGES, help="leave out a stage (repeatable)")
     parser.add_argument("--no-plots", action="store_true", help="tables only (faster report)")
@@ -146,18 +147,25 @@ def _probe_lines(parts: list[Any], out: Path, elapsed_s: float) -> tuple[int, li
 CHECKS = {"verify": _verify_part, "probe": _probe_part}
 
 
+def check_jobs() -> int:
+    """verify/probe workers at once: one more than ``default_jobs()``, since the checks spend part of their
+    time starting processes and reading pipes (2 cores: 130 s with 3 against 155 s with 2, back to back)."""
+    return default_jobs() + 1
+
+
 def _checks(stages: list[str], refs: list[BackendRef], args: argparse.Namespace, out: Path, bar: Progress,
             finished: Callable[[str, int, list[str], float], None]) -> None:
-    """verify and probe of every backend, ``args.jobs`` workers at a time, verify's first.
+    """verify and probe of every backend, ``args.jobs`` workers at a time, probe's first.
 
     Why at once: neither stage times anything (their statistical checks are seeded, their timeouts
     generous), so two workers on two cores halve the wait; the bench that follows runs alone.
     ``finished(stage, code, lines, seconds)`` is called as soon as a stage's last backend is in
-    (so an interrupted run keeps a finished verify). Ctrl-C kills every running worker and
+    (so an interrupted run keeps a finished probe). Ctrl-C kills every running worker and
     starts no new one before it propagates.
     """
-    todo = [(stage, i, ref) for stage in stages for i, ref in enumerate(refs)]
-    jobs = args.jobs or default_jobs()
+    # probe first: its workers are the long ones (three per backend), verify's short ones fill the gaps at the end
+    todo = [(stage, i, ref) for stage in sorted(stages, key=lambda s: s != "probe") for i, ref in enumerate(refs)]
+    jobs = args.jobs or check_jobs()
     parts: dict[str, list[Any]] = {stage: [None] * len(refs) for stage in stages}
     started = time.perf_counter()
     pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="dropbench-check")
@@ -330,7 +338,7 @@ def _run(args: argparse.Namespace) -> int:
         code = 1
         summary += [f"**FAILED: a GPU was asked for (--device cuda) and {problem}.**", ""]
     summary.append(f"_{time.perf_counter() - started:.0f} s{' (this resumed part)' if args.resume else ''} in all"
-                   f"{stage_times(done, stages, report_s, args.jobs or default_jobs())}; exit code {code}._")
+                   f"{stage_times(done, stages, report_s, args.jobs or check_jobs())}; exit code {code}._")
     atomic_write_text(out / "summary.md", "\n".join(summary) + "\n")
     print("\n".join(summary))
     print(f"\nwrote {out}")
