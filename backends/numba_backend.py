@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from backends.base import CAPABILITIES, ApiInfo, BaseBackend, Layout, Unavailable, Unsupported
-from backends.numpy_fast import kernel_step, row_split, run_kernel, threads_from_env
+from backends.numpy_fast import StoredMask, kernel_step, row_split, run_kernel, threads_from_env
 
 _DTYPES = ("float32", "float16", "float64")
 _NATIVE = (np.dtype(np.float32), np.dtype(np.float64))
@@ -65,7 +65,7 @@ def call_key(root: int, call: int) -> int:
     return mix64_int((root + call * 0x9E3779B97F4A7C15) % (1 << 64))
 
 
-class FusedDropout:
+class FusedDropout(StoredMask):
     """Train-mode dropout with a stored mask, on the compiled kernels; mirrors numpy:fast's FastDropout.
 
     ``forward`` draws call ``c`` of the stream (then c += 1), so unseeded calls continue it and
@@ -160,13 +160,6 @@ class FusedDropout:
             return grad
         self._apply_shared(grad_out, grad)
         return grad
-
-    @property
-    def mask(self) -> np.ndarray:
-        """The last forward's mask, shaped like its ``mask_shape`` (a view: copy it to keep it)."""
-        if self._mask_shape is None:
-            raise RuntimeError("no forward() yet")
-        return self._mask.reshape(self._mask_shape)
 
 
 class NumbaBackend(BaseBackend):

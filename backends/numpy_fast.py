@@ -225,7 +225,22 @@ def multiply_rows(src: np.ndarray, column: np.ndarray, dst: np.ndarray) -> None:
         np.multiply(block, src[part], out=block)
 
 
-class FastDropout:
+class StoredMask:
+    """The ``mask`` view both stored-mask kernels (FastDropout here, numba:fused's FusedDropout) give:
+    they keep the flat mask in ``_mask`` and the last forward's ``_mask_shape``."""
+
+    _mask: np.ndarray
+    _mask_shape: tuple[int, ...] | None
+
+    @property
+    def mask(self) -> np.ndarray:
+        """The last forward's mask, shaped like its ``mask_shape`` (a view: copy it to keep it)."""
+        if self._mask_shape is None:
+            raise RuntimeError("no forward() yet")
+        return self._mask.reshape(self._mask_shape)
+
+
+class FastDropout(StoredMask):
     """Train-mode dropout y = x * m * scale with a stored mask for :meth:`backward`.
 
     ``keep`` sets m ~ Bernoulli(keep); ``scale`` is what a kept element is multiplied by
@@ -409,13 +424,6 @@ class FastDropout:
 
         self._run(-(-numel // BLOCK), work)
         return grad
-
-    @property
-    def mask(self) -> np.ndarray:
-        """The last forward's mask, shaped like its ``mask_shape`` (a view: copy it to keep it)."""
-        if self._mask_shape is None:
-            raise RuntimeError("no forward() yet")
-        return self._mask.reshape(self._mask_shape)
 
 
 # -- the spec's semantics around a stored-mask kernel (numpy:fast and numba:fused share them) ----------

@@ -158,7 +158,7 @@ def _checks(stages: list[str], refs: list[BackendRef], args: argparse.Namespace,
     """verify and probe of every backend, ``args.jobs`` workers at a time, probe's first.
 
     Why at once: neither stage times anything (their statistical checks are seeded, their timeouts
-    generous), so two workers on two cores halve the wait; the bench that follows runs alone.
+    generous), so several workers share the cores; the bench that follows runs alone.
     ``finished(stage, code, lines, seconds)`` is called as soon as a stage's last backend is in
     (so an interrupted run keeps a finished probe). Ctrl-C kills every running worker and
     starts no new one before it propagates.
