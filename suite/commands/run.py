@@ -223,7 +223,8 @@ def _bench(refs: list[BackendRef], args: argparse.Namespace, out: Path, bar: Pro
 
 
 def stage_times(done: dict[str, dict], stages: list[str], report_s: float | None, jobs: int) -> str:
-    """" (verify 61 s, probe 120 s, ...)": where a run's time went; verify and probe overlap (``jobs`` at a time)."""
+    """" (verify 61 s, probe 120 s, ...)": where a run's time went; verify and probe overlap when this
+    invocation ran both (``jobs`` at a time; 1: it did not, e.g. a resume that kept them)."""
     parts = [f"{stage} {done[stage]['seconds']:.0f} s" for stage in stages if "seconds" in done.get(stage, {})]
     if report_s is not None:
         parts.append(f"report {report_s:.0f} s")
@@ -338,7 +339,7 @@ def _run(args: argparse.Namespace) -> int:
         code = 1
         summary += [f"**FAILED: a GPU was asked for (--device cuda) and {problem}.**", ""]
     summary.append(f"_{time.perf_counter() - started:.0f} s{' (this resumed part)' if args.resume else ''} in all"
-                   f"{stage_times(done, stages, report_s, args.jobs or check_jobs())}; exit code {code}._")
+                   f"{stage_times(done, stages, report_s, (args.jobs or check_jobs()) if len(checks) == 2 else 1)}; exit code {code}._")
     atomic_write_text(out / "summary.md", "\n".join(summary) + "\n")
     print("\n".join(summary))
     print(f"\nwrote {out}")
