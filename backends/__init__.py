@@ -23,6 +23,9 @@ BUILTIN: dict[str, str] = {
     "cupy": "backends.cupy_backend:CupyBackend",
     "triton": "backends.triton_backend:TritonBackend",
     "triton-interp": "backends.triton_backend:TritonInterpreted",  # the same kernel in Triton's interpreter, CPU
+    "numba-cuda": "backends.numba_cuda_backend:NumbaCudaBackend",  # numba:fused's stream on a CUDA GPU
+    # (its kernels under numba's CUDA simulator, checked without a GPU: backends.numba_cuda_backend:NumbaCudaSimulated,
+    #  by module:attr only: the simulator runs every GPU thread as Python, minutes per verify; .ci/gpu-run adds it)
 }
 
 EXECUTORS: dict[str, str] = {

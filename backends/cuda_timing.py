@@ -99,3 +99,27 @@ def cupy_event_timing(step: Callable[[], None], device: str, calls: int = EVENT_
         buffer = cupy.empty(L2_FLUSH_BYTES // 4, dtype=cupy.int32)
         return event_timing(step, cuda=CupyEvents(cupy), flush=lambda: buffer.fill(0), calls=calls,
                             clock="cupy.cuda.Event")
+
+
+class NumbaEvents:
+    """numba.cuda's events behind the ``torch.cuda`` names event_times uses."""
+
+    def __init__(self, cuda: Any) -> None:
+        self._cuda = cuda
+
+    def Event(self, enable_timing: bool = True) -> Any:  # noqa: N802 - the torch.cuda spelling
+        return self._cuda.event(timing=enable_timing)  # record(), elapsed_time(end) in ms: the same names
+
+    def synchronize(self) -> None:
+        self._cuda.synchronize()
+
+
+def numba_event_timing(step: Callable[[], None], device: str, calls: int = EVENT_CALLS) -> dict[str, Any]:
+    """:func:`event_timing` through numba.cuda's events, flushing with a zeroed device buffer (numba-cuda:fused)."""
+    cuda = importlib.import_module("numba.cuda")
+    kernels = importlib.import_module("backends.numba_cuda_kernels")
+    cuda.select_device(int(device.partition(":")[2] or 0))
+    buffer = cuda.device_array(L2_FLUSH_BYTES // 4, dtype="int32")
+    blocks = min(65535, -(-buffer.size // kernels.THREADS))
+    return event_timing(step, cuda=NumbaEvents(cuda), flush=lambda: kernels.zero_fill[blocks, kernels.THREADS](buffer),
+                        calls=calls, clock="numba.cuda.event")

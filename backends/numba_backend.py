@@ -65,7 +65,23 @@ def call_key(root: int, call: int) -> int:
     return mix64_int((root + call * 0x9E3779B97F4A7C15) % (1 << 64))
 
 
-class FusedDropout(StoredMask):
+class CallStream:
+    """The calls of one stream: ``next_key`` is call c's key (then c += 1); :meth:`reseed` restarts at call 0.
+    numba:fused and numba-cuda:fused share it, so the same seed gives both the same keys."""
+
+    root: int
+    calls: int
+
+    def reseed(self, seed: int | None) -> None:
+        self.root, self.calls = seed_root(seed), 0
+
+    def next_key(self) -> np.uint64:
+        key = np.uint64(call_key(self.root, self.calls))
+        self.calls += 1
+        return key
+
+
+class FusedDropout(CallStream, StoredMask):
     """Train-mode dropout with a stored mask, on the compiled kernels; mirrors numpy:fast's FastDropout.
 
     ``forward`` draws call ``c`` of the stream (then c += 1), so unseeded calls continue it and
@@ -81,14 +97,6 @@ class FusedDropout(StoredMask):
         self._x_shape: tuple[int, ...] | None = None
         self._scale: np.generic | None = None
         self._multiplier = np.empty(0)
-
-    def reseed(self, seed: int | None) -> None:
-        self.root, self.calls = seed_root(seed), 0
-
-    def next_key(self) -> np.uint64:
-        key = np.uint64(call_key(self.root, self.calls))
-        self.calls += 1
-        return key
 
     def _mask_buffer(self, numel: int) -> np.ndarray:
         if self._mask.size != numel:

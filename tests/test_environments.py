@@ -66,6 +66,17 @@ def test_present_environment_interpreter_is_used(env_root) -> None:
     assert keras.python == launch.python and keras.env["KERAS_BACKEND"] == "jax"
 
 
+def test_one_interpreter_maps_every_environment_to_this_one(env_root, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DROPBENCH_ONE_INTERPRETER=1 (the device run): jax runs here though no `jax` environment exists; the
+    environment it names stays visible to the worker; any other value leaves each backend to its own."""
+    monkeypatch.setenv("DROPBENCH_ONE_INTERPRETER", "1")
+    launch = launch_for("backends.keras3_backend:Keras3Jax")
+    assert (launch.python, launch.unavailable, launch.environment) == (sys.executable, None, None)
+    assert launch.env == {"KERAS_BACKEND": "jax", "DROPBENCH_ENVIRONMENT": "jax (mapped to the one interpreter)"}
+    monkeypatch.setenv("DROPBENCH_ONE_INTERPRETER", "yes")
+    assert launch_for(JAX_REF).unavailable == "environment 'jax' not created: run `dropbench env create jax`"
+
+
 def test_incomplete_and_stale_environments(env_root) -> None:
     path = fake_env(env_root, "jax", sys.executable, requirements=["jax==0.0.1"])
     assert state("jax").status == "stale" and launch_for(JAX_REF).unavailable is None  # runs; `env list` says so

@@ -33,6 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     create.add_argument("--force", action="store_true", help="rebuild even when it is up to date")
     create.add_argument("--quiet", action="store_true", help="show pip's output only when a step fails")
     actions.add_parser("list", help="the worker environments: where, status, backends that run in them")
+    pins = actions.add_parser("pins", help="this interpreter's versions of an environment's pinned packages, next to "
+                                           "the pins (no install, no import: what .ci/gpu-run records)")
+    pins.add_argument("name", metavar="NAME", help="an environment defined in backends/environments.toml")
+    pins.add_argument("--json", dest="pins_json", metavar="FILE", help="also write the rows to FILE")
 
 
 def worker_task(task: Task) -> dict[str, Any]:
@@ -98,7 +102,23 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pins(args: argparse.Namespace) -> int:
+    """The pins table; differences are facts to record (exit 0), only a bad NAME is an error (exit 2)."""
+    from suite.runtime.jsonio import atomic_write_json
+    from suite.runtime.stack import stack_record
+
+    record = stack_record(args.name)
+    print(f"python {record['python']}: the installed versions next to the pins of environment {args.name}")
+    print(table.render(["package", "pinned", "installed", "status"],
+                       [[r["package"], r["pinned"], r["installed"] or "-", r["status"]] for r in record["rows"]]))
+    if args.pins_json:
+        atomic_write_json(args.pins_json, record)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.action == "pins":
+        return _pins(args)
     if args.action == "create":
         return _create(args)
     if args.action == "list":

@@ -24,7 +24,9 @@ def output_dir(text: str) -> Path:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("runs", nargs="+", type=Path, metavar="RUN.json", help="files from `dropbench bench --json`")
+    parser.add_argument("runs", nargs="+", type=Path, metavar="RUN.json",
+                        help="files from `dropbench bench --json`, folders of `dropbench run` (their bench.json files), "
+                             "or a device run's archive (gpu-run.tar.gz, read without unpacking it here)")
     parser.add_argument("--out", type=output_dir, default=Path("report"), metavar="DIR",
                         help="output folder (default ./report)")
     parser.add_argument("--no-plots", action="store_true", help="skip the matplotlib plots")
@@ -37,7 +39,12 @@ def run(args: argparse.Namespace) -> int:
         from suite.report.build import build_report
     except ImportError as exc:  # pandas / matplotlib are in the `all` extra, not the core install
         raise UsageError(f"report needs {exc.name or 'pandas'}: pip install 'dropbench[all]'") from None
-    files = build_report(list(args.runs), args.out, plots=not args.no_plots)
+    import tempfile
+
+    from suite.runtime.archive import bench_files
+
+    with tempfile.TemporaryDirectory(prefix="dropbench-report-") as scratch:
+        files = build_report(bench_files(list(args.runs), Path(scratch)), args.out, plots=not args.no_plots)
     print(files.summary_md.read_text(encoding="utf-8"))  # notes and skipped backends are listed in it
     print(f"report: {len(files.tables)} table files, {len(files.plots)} plots, {files.html}")
     return 0

@@ -39,6 +39,11 @@ from suite.runtime.loader import UsageError
 DEFINITIONS_FILE = ENVIRONMENTS_FILE
 ENV_DIR_VAR = "DROPBENCH_ENV_DIR"
 ENVIRONMENT_VAR = "DROPBENCH_ENVIRONMENT"  # set in a worker started in a named environment (informational)
+ONE_INTERPRETER_VAR = "DROPBENCH_ONE_INTERPRETER"
+"""Set to 1: every backend's worker runs in the interpreter that runs dropbench, whatever environment it names.
+Why: a machine whose one Python already holds every framework (the GPU machine: jax next to torch and cupy,
+no registry to build a `jax` environment from) runs them all as they are; .ci/gpu-run sets it."""
+ONE_INTERPRETER_NOTE = "mapped to the one interpreter"
 MARKER = "dropbench-env.json"  # written last by `env create`: an environment without it is incomplete
 BUILTIN_PACKAGE = "backends."
 
@@ -146,11 +151,18 @@ def declaration(ref: str) -> tuple[str | None, dict[str, str]]:
     return (str(environment) if environment else None), {str(k): str(v) for k, v in dict(extra).items()}
 
 
+def one_interpreter() -> bool:
+    """Whether ``DROPBENCH_ONE_INTERPRETER`` is 1 (any other value, or unset: each backend's own environment)."""
+    return os.environ.get(ONE_INTERPRETER_VAR, "").strip() == "1"
+
+
 def launch_for(ref: str) -> Launch:
     """The interpreter and variables for ``ref``'s worker; never imports a framework, never raises."""
     environment, extra = declaration(ref)
     if environment is None:
         return Launch(sys.executable, extra)
+    if one_interpreter():  # the environment's name is kept in the worker's variables: it shows on the record
+        return Launch(sys.executable, {**extra, ENVIRONMENT_VAR: f"{environment} ({ONE_INTERPRETER_NOTE})"})
     current = state(environment)
     extra = {**extra, ENVIRONMENT_VAR: environment}
     if not current.usable:

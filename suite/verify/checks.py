@@ -173,12 +173,14 @@ def independent_masks(first: np.ndarray, second: np.ndarray, keep: float, alpha:
     return Outcome(lo <= agree <= hi, detail)
 
 
-def same_output(first: np.ndarray, second: np.ndarray) -> Outcome:
-    """Two calls with the same seed give the same output bit for bit."""
-    if np.array_equal(_f64(first), _f64(second), equal_nan=True):
+def same_output(first: np.ndarray, second: np.ndarray, *, between: str = "two calls with the same seed") -> Outcome:
+    """Two calls with the same seed give the same output bit for bit (``between`` names the two in the detail)."""
+    if np.shape(first) == np.shape(second) and np.array_equal(_f64(first), _f64(second), equal_nan=True):
         return Outcome(True, "identical")
+    if np.shape(first) != np.shape(second):
+        return Outcome(False, f"shapes {np.shape(first)} and {np.shape(second)} differ between {between}")
     diff = int(np.count_nonzero(_f64(first) != _f64(second)))
-    return Outcome(False, f"{diff}/{np.size(first)} elements differ between two calls with the same seed")
+    return Outcome(False, f"{diff}/{np.size(first)} elements differ between {between}")
 
 
 def different_masks(first: np.ndarray, second: np.ndarray) -> Outcome:

@@ -170,6 +170,8 @@ class ApiChecker:
                 yield f"gradient/{dtype}", "skip", f"{self.api} does not declare 'backward'"
             yield from self._capability("eval", f"eval/{dtype}", lambda: self._eval(dtype))
             yield from self._capability("seed", f"seed/{dtype}", lambda: self._seed(dtype))
+            if self._reference() is not None:
+                yield from self._capability("seed", f"reference/{dtype}", lambda: self._same_as_reference(dtype))
             yield from self._capability("vanilla", f"vanilla/{dtype}", lambda: self._vanilla(dtype))
             if self.info.layout is None:  # a fixed layout is checked by mask-shared instead
                 for shape, axes in BROADCAST_CASES:
@@ -261,6 +263,29 @@ class ApiChecker:
         again, _ = self._call(x, None, self._spec(0.5, dtype, seed=7))
         yield f"seed/{dtype}", checks.same_output(first, again)
         yield f"seed-changes-mask/{dtype}", checks.different_masks(checks.kept_mask(first), checks.kept_mask(checks_between))
+
+    def _reference(self) -> tuple[Any, str] | None:
+        """(backend, api) whose output this API must equal bit for bit for the same seed (optional
+        ``reference_for(api)`` hook: e.g. a GPU port of a CPU kernel that draws the same stream)."""
+        hook = getattr(self.backend, "reference_for", None)
+        return hook(self.api) if callable(hook) else None
+
+    def _same_as_reference(self, dtype: str) -> Iterator[tuple[str, Outcome]]:
+        reference, api = self._reference()  # type: ignore[misc]
+        x, g = make_inputs(self.shape, dtype)
+        spec = self._spec(0.5, dtype)
+        y, grad = self._call(x, g, spec)
+        try:
+            if grad is None:
+                ref_y, ref_grad = reference.forward(x.copy(), spec, api=api), None
+            else:
+                ref_y, ref_grad = reference.forward_backward(x.copy(), g.copy(), spec, api=api)
+        except Exception as exc:
+            raise _Failed("error", f"the reference {reference.name}:{api} failed: {clean_message(exc)}") from exc
+        between = f"{self.backend.name}:{self.api} and its reference {reference.name}:{api} (seed {spec.seed})"
+        yield f"reference/{dtype}", checks.same_output(y, ref_y, between=between)
+        if grad is not None and ref_grad is not None:
+            yield f"reference-grad/{dtype}", checks.same_output(grad, ref_grad, between=between)
 
     def _vanilla(self, dtype: str) -> Iterator[tuple[str, Outcome]]:
         x, _ = make_inputs(self.shape, dtype)

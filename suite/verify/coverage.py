@@ -19,6 +19,7 @@ CONTRACTS: dict[str, tuple[str, ...]] = {
     "fresh mask": ("fresh-mask",),
     "independence": ("lag", "position", "magnitude"),
     "seed": ("seed", "seed-changes-mask"),
+    "reference": ("reference", "reference-grad"),  # only an API with a reference_for hook (numba-cuda:fused)
     "eval": ("eval", "eval-grad"),
     "vanilla": ("vanilla", "vanilla-train", "vanilla-kept-fraction", "vanilla-eval"),
     "broadcast": ("broadcast", "broadcast-shared", "broadcast-values", "broadcast-kept-fraction",
@@ -28,6 +29,8 @@ CONTRACTS: dict[str, tuple[str, ...]] = {
 }
 """Contract family -> the check families (first part of a check id) that test it."""
 REQUIRED = "inverted training"
+OPTIONAL = frozenset({"reference"})
+"""Contracts an API has only when it declares them (a ``reference_for`` hook): without a record, not listed as skipped."""
 VERDICTS = ("pass", "fail", "known")
 _NO_RECORD = {"broadcast": "a fixed layout: its own sharing is checked by mask-shared, free broadcast axes do not apply"}
 _FAMILY_OF = {check: contract for contract, families in CONTRACTS.items() for check in families}
@@ -92,6 +95,6 @@ def coverage(records: Iterable[dict[str, str]]) -> list[ApiCoverage]:
         ordered = [c for c in CONTRACTS if c in ran]
         layout = "mask-shared" in families[api]
         skipped = {c: why[api].get(c, _NO_RECORD.get(c, "no check of it ran") if layout else "no check of it ran")
-                   for c in CONTRACTS if c not in ran}
+                   for c in CONTRACTS if c not in ran and (c not in OPTIONAL or c in why[api])}
         out.append(ApiCoverage(api, ordered, skipped, notes.get(api, [])))
     return out
