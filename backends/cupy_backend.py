@@ -11,8 +11,8 @@ and 0 at keep 0 (rate 1: zeros, never inf*0).
 GPU only: there is no CPU path. The checks hand NumPy arrays in and get NumPy arrays back, so
 with ``spec.device == "cpu"`` the kernel runs on cuda:0; timing refuses "cpu" (Unsupported), so a
 CPU benchmark never reports a GPU kernel. Runs in the interpreter that runs dropbench; the device run
-(.ci/gpu-run) installs cupy-cuda13x 14.2.0 (CUDA 13, like torch 2.13.0's CUDA build; it needs numpy 2)
-from the `gpu` extra into a venv of its own.
+(.ci/gpu-run) uses the GPU machine's own cupy-cuda13x (14.2.0 there, CUDA 13 like its torch; CuPy 14 needs
+numpy 2), installing nothing; the `gpu` extra pins the same for a machine that installs its own.
 """
 from __future__ import annotations
 

@@ -100,3 +100,123 @@ def test_an_archive_cannot_write_outside_its_folder(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="refusing the archive member '../escape.json'"):
         unpack(bad, tmp_path / "x")
     assert not (tmp_path / "escape.json").exists()
+
+
+# -- the rehearsal (issue 24): the device command on the device's stack, network cut -----------------------
+REHEARSAL_ENV = "device-rehearsal"
+REHEARSAL_BACKENDS = ("numpy", "jax")
+"""What CI's rehearsal runs besides the numba-cuda simulator check: jax proves the one-interpreter mapping (it
+names the `jax` environment) and has GPU cases to skip. The GPU machine runs every backend (no --backend)."""
+AUDIT_HOOK = '''
+import os, sys
+_log = os.environ.get("DROPBENCH_AUDIT_LOG")
+if _log:
+    def _write(line):
+        with open(_log, "a", encoding="utf-8") as handle:
+            handle.write(f"{os.getpid()} {line}\\n")
+    _write("start " + " ".join(sys.argv[:3]))
+    def _hook(event, args):
+        if event == "socket.connect" and getattr(args[0], "family", None) in (2, 10):  # AF_INET, AF_INET6
+            _write(f"connect {args[1]!r}")
+        elif event == "socket.getaddrinfo":
+            _write(f"getaddrinfo {args[0]!r}")
+        elif event == "import" and args[0] in ("pip", "pip._internal"):
+            _write("import pip")
+        elif event in ("subprocess.Popen", "os.exec", "os.posix_spawn") and "pip" in " ".join(map(str, args[1] or ()))[:200]:
+            _write(f"started {list(args[1] or ())[:4]!r}")
+    sys.addaudithook(_hook)
+'''
+"""A sitecustomize every Python of the run loads (PYTHONPATH): it logs any network connection, name lookup,
+import of pip or process that names pip, and one 'start' line per interpreter, which shows the hook was there."""
+
+
+@pytest.fixture(scope="module")
+def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    from suite.runtime.environments import state
+
+    env_state = state(REHEARSAL_ENV)
+    if not env_state.usable:
+        pytest.skip(f"the rehearsal environment is not built here: {env_state.detail}")
+    try:
+        cut = subprocess.run(["unshare", "-n", "true"], capture_output=True, text=True, timeout=30, check=False)
+    except FileNotFoundError:
+        pytest.skip("unshare is not installed: no network-less namespace for the rehearsal")
+    if cut.returncode != 0:
+        pytest.skip(f"unshare -n is not permitted here ({cut.stderr.strip()[-200:]}): the rehearsal needs root")
+    tmp = tmp_path_factory.mktemp("rehearsal")
+    hook_dir, shims, out = tmp / "hook", tmp / "bin", tmp / "out"
+    hook_dir.mkdir()
+    (hook_dir / "sitecustomize.py").write_text(AUDIT_HOOK)
+    shims.mkdir()
+    for name in ("pip", "pip3"):  # a pip started from the shell lands here, logs itself and fails
+        (shims / name).write_text(f"#!/bin/sh\necho \"$$ started {name} $*\" >> {tmp / 'audit.log'}\nexit 1\n")
+        (shims / name).chmod(0o755)
+    env = {"PATH": f"{shims}:/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8",
+           "PYTHON": str(env_state.python), "PYTHONPATH": str(hook_dir), "DROPBENCH_AUDIT_LOG": str(tmp / "audit.log"),
+           "PIP_INDEX_URL": "http://127.0.0.1:9/simple", "DROPBENCH_ENV_DIR": str(tmp / "no-envs")}
+    if any((Path(p) / "nvidia-smi").exists() for p in env["PATH"].split(":")):
+        pytest.skip("nvidia-smi is on PATH here: this machine may have a GPU, the rehearsal is for one without")
+    command = ["unshare", "-n", "bash", str(ROOT / ".ci" / "gpu-run"), "--out", str(out)]
+    command += [arg for name in REHEARSAL_BACKENDS for arg in ("--backend", name)]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=1500, cwd=tmp, env=env, check=False)
+    audit = (tmp / "audit.log").read_text() if (tmp / "audit.log").exists() else ""
+    return {"proc": proc, "out": out, "audit": audit.splitlines(), "tmp": tmp, "python": str(env_state.python)}
+
+
+def _unpacked(rehearsal: dict) -> Path:
+    target = rehearsal["tmp"] / "unpacked"
+    if not target.exists():
+        unpack(rehearsal["out"] / "gpu-run.tar.gz", target)
+    (run_dir,) = list(target.glob("*/*"))
+    return run_dir
+
+
+def test_rehearsal_exits_1_for_no_gpu_and_prints_the_summary_last(rehearsal: dict) -> None:
+    proc = rehearsal["proc"]
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "FAILED: no GPU is visible" in proc.stderr.splitlines()[-1]
+    summary = (rehearsal["out"] / "summary.md").read_text()
+    assert proc.stdout.rstrip().endswith(summary.rstrip())  # the summary is the last thing on stdout
+
+
+def test_rehearsal_contacted_no_registry(rehearsal: dict) -> None:
+    """Every interpreter of the run carried the audit hook; none looked up a name, connected, or ran pip."""
+    audit = rehearsal["audit"]
+    starts = [line for line in audit if " start " in line]
+    assert len(starts) >= 8, audit  # the CLI stages and their workers (verify, probe, bench, env ...)
+    assert not [line for line in audit if " start " not in line], audit
+
+
+def test_rehearsal_ran_every_stage_and_skipped_every_gpu_case_with_its_reason(rehearsal: dict) -> None:
+    run_dir = _unpacked(rehearsal)
+    state = json.loads((run_dir / "run.json").read_text())
+    assert set(state["stages"]) == {"verify", "probe", "bench"}
+    summary = (run_dir / "summary.md").read_text()
+    for title in ("## Conformance (verify)", "## Edge cases (probe)", "## Throughput", "## Installed stack"):
+        assert title in summary
+    probe = json.loads((run_dir / "probe.json").read_text())
+    gpu = [r for r in probe["records"] if r.get("case", "").startswith("cuda:")]
+    assert gpu and all(r["outcome"] == "n/a" and r.get("message") for r in gpu), gpu[:3]
+    bench = json.loads((run_dir / "bench.json").read_text())
+    assert bench["benchmarks"] == [] and bench["skipped"] and all(s.get("reason") for s in bench["skipped"])
+    verify = json.loads((run_dir / "verify.json").read_text())
+    jax = [b for b in verify["backends"] if b["backend"] == "jax"]
+    assert jax and jax[0]["status"] == "ok", jax  # in the given interpreter: no `jax` environment exists here
+    stack = json.loads((run_dir / "stack.json").read_text())
+    assert {r["package"]: r["status"] for r in stack["rows"]}["numba-cuda"] == "same"
+
+
+def test_rehearsal_checked_numba_cuda_against_numba_fused_in_the_simulator(rehearsal: dict) -> None:
+    records = json.loads((_unpacked(rehearsal) / "verify-cudasim.json").read_text())["records"]
+    assert records and all(r["status"] == "pass" for r in records), [r for r in records if r["status"] != "pass"][:3]
+    assert {"reference/float32", "reference-grad/float32", "reference/float16"} <= {r["check"] for r in records}
+    assert {r["api"] for r in records} == {"numba-cuda:fused.simulated"}
+
+
+def test_rehearsal_archive_is_one_file_under_16_mib_that_report_reads(rehearsal: dict, tmp_path: Path) -> None:
+    archive = rehearsal["out"] / "gpu-run.tar.gz"
+    assert 0 < archive.stat().st_size <= 16 * 2**20
+    assert sorted(p.name for p in rehearsal["out"].iterdir()) == ["gpu-run.tar.gz", "summary.md"]
+    proc = subprocess.run([rehearsal["python"], "-m", "suite.cli", "report", str(archive), "--no-plots", "--out",
+                           str(tmp_path / "report")], capture_output=True, text=True, timeout=300, cwd=ROOT, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

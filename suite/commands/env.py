@@ -49,7 +49,7 @@ def worker_task(task: Task) -> dict[str, Any]:
 
 
 def _row(ref: BackendRef, timeout: float) -> dict[str, Any]:
-    from suite.runtime.environments import declaration  # noqa: PLC0415 - reads environments.toml only here
+    from suite.runtime.environments import ONE_INTERPRETER_NOTE, declaration, one_interpreter  # noqa: PLC0415
 
     result = run_task(Task("env", ref.ref, name=ref.name), timeout=timeout)
     if result.status == "unavailable":
@@ -60,7 +60,8 @@ def _row(ref: BackendRef, timeout: float) -> dict[str, Any]:
         row = dict(result.payload)
         if row.get("backend") != ref.name:  # keras3-jax, keras3-torch, ...: one backend name, several workers
             row["backend"] = f"{row.get('backend')} ({ref.name})"
-    row["environment"] = declaration(ref.ref)[0] or "main"
+    named = declaration(ref.ref)[0]
+    row["environment"] = "main" if named is None else f"{named} ({ONE_INTERPRETER_NOTE})" if one_interpreter() else named
     return row
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 NAME = "report"
@@ -39,8 +40,6 @@ def run(args: argparse.Namespace) -> int:
         from suite.report.build import build_report
     except ImportError as exc:  # pandas / matplotlib are in the `all` extra, not the core install
         raise UsageError(f"report needs {exc.name or 'pandas'}: pip install 'dropbench[all]'") from None
-    import tempfile
-
     from suite.runtime.archive import bench_files
 
     with tempfile.TemporaryDirectory(prefix="dropbench-report-") as scratch:
