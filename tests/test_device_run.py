@@ -130,8 +130,8 @@ if _log:
 import of pip or process that names pip, and one 'start' line per interpreter, which shows the hook was there."""
 
 
-@pytest.fixture(scope="module")
-def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def _offline(args: list[str], tmp: Path) -> dict:
+    """.ci/gpu-run ``args`` on the rehearsal interpreter in a network-less namespace, every Python audited."""
     from suite.runtime.environments import state
 
     env_state = state(REHEARSAL_ENV)
@@ -143,8 +143,7 @@ def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> dict:
         pytest.skip("unshare is not installed: no network-less namespace for the rehearsal")
     if cut.returncode != 0:
         pytest.skip(f"unshare -n is not permitted here ({cut.stderr.strip()[-200:]}): the rehearsal needs root")
-    tmp = tmp_path_factory.mktemp("rehearsal")
-    hook_dir, shims, out = tmp / "hook", tmp / "bin", tmp / "out"
+    hook_dir, shims = tmp / "hook", tmp / "bin"
     hook_dir.mkdir()
     (hook_dir / "sitecustomize.py").write_text(AUDIT_HOOK)
     shims.mkdir()
@@ -156,11 +155,33 @@ def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> dict:
            "PIP_INDEX_URL": "http://127.0.0.1:9/simple", "DROPBENCH_ENV_DIR": str(tmp / "no-envs")}
     if any((Path(p) / "nvidia-smi").exists() for p in env["PATH"].split(":")):
         pytest.skip("nvidia-smi is on PATH here: this machine may have a GPU, the rehearsal is for one without")
-    command = ["unshare", "-n", "bash", str(ROOT / ".ci" / "gpu-run"), "--out", str(out)]
-    command += [arg for name in REHEARSAL_BACKENDS for arg in ("--backend", name)]
+    command = ["unshare", "-n", "bash", str(ROOT / ".ci" / "gpu-run"), *args]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=1500, cwd=tmp, env=env, check=False)
     audit = (tmp / "audit.log").read_text() if (tmp / "audit.log").exists() else ""
-    return {"proc": proc, "out": out, "audit": audit.splitlines(), "tmp": tmp, "python": str(env_state.python)}
+    return {"proc": proc, "audit": audit.splitlines(), "tmp": tmp, "python": str(env_state.python)}
+
+
+def _no_registry(audit: list[str], interpreters: int) -> None:
+    """Every interpreter carried the audit hook (its start line); none looked up a name, connected, or ran pip."""
+    assert len([line for line in audit if " start " in line]) >= interpreters, audit
+    assert not [line for line in audit if " start " not in line], audit
+
+
+@pytest.fixture(scope="module")
+def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    tmp = tmp_path_factory.mktemp("rehearsal")
+    args = ["--out", str(tmp / "out"), *[arg for name in REHEARSAL_BACKENDS for arg in ("--backend", name)]]
+    return {**_offline(args, tmp), "out": tmp / "out"}
+
+
+def test_dry_run_offline_prints_the_stack_and_runs_no_stage(tmp_path: Path) -> None:
+    result = _offline(["--dry-run"], tmp_path)
+    proc = result["proc"]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "next to the pins of environment device-rehearsal" in proc.stdout
+    assert "numba-cuda  " in proc.stdout and "jax (mapped to the one interpreter)" in proc.stdout
+    assert "no stage ran" in proc.stderr
+    _no_registry(result["audit"], 3)  # the pins, env and its workers
 
 
 def _unpacked(rehearsal: dict) -> Path:
@@ -180,11 +201,7 @@ def test_rehearsal_exits_1_for_no_gpu_and_prints_the_summary_last(rehearsal: dic
 
 
 def test_rehearsal_contacted_no_registry(rehearsal: dict) -> None:
-    """Every interpreter of the run carried the audit hook; none looked up a name, connected, or ran pip."""
-    audit = rehearsal["audit"]
-    starts = [line for line in audit if " start " in line]
-    assert len(starts) >= 8, audit  # the CLI stages and their workers (verify, probe, bench, env ...)
-    assert not [line for line in audit if " start " not in line], audit
+    _no_registry(rehearsal["audit"], 8)  # the CLI stages and their workers (verify, probe, bench, env ...)
 
 
 def test_rehearsal_ran_every_stage_and_skipped_every_gpu_case_with_its_reason(rehearsal: dict) -> None:
