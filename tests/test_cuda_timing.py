@@ -124,3 +124,24 @@ def test_event_timing_on_a_gpu() -> None:
     result = backend.event_timing(step, "cuda:0")
     assert result["clock"] == "torch.cuda.Event" and result["warm"]["calls"] == cuda_timing.EVENT_CALLS
     assert 0 < result["warm"]["min_s"] <= result["warm"]["median_s"] <= result["warm"]["max_s"]
+
+
+class FakeNumbaCuda:
+    """numba.cuda's spelling of the same device: ``event(timing=...)`` and ``synchronize()``."""
+
+    def __init__(self, device: FakeDevice) -> None:
+        self.device = device
+
+    def event(self, timing: bool = True) -> FakeEvent:
+        return self.device.Event(enable_timing=timing)
+
+    def synchronize(self) -> None:
+        self.device.synchronize()
+
+
+def test_numba_events_time_the_same_as_torch_names() -> None:
+    """numba-cuda:fused's adapter (NumbaEvents) gives event_timing the figures the torch names give."""
+    device = FakeDevice()
+    timing = cuda_timing.event_timing(device.launch_kernel, cuda=cuda_timing.NumbaEvents(FakeNumbaCuda(device)),
+                                      flush=device.launch_flush, calls=5)
+    assert timing["warm"]["median_s"] == pytest.approx(WARM_S) and timing["cold"]["median_s"] == pytest.approx(COLD_S)

@@ -1,4 +1,4 @@
-"""cupy:elementwise and triton:seeded: skipped with a stated reason without a GPU, checked where one is."""
+"""cupy:elementwise, triton:seeded and numba-cuda:fused: skipped with a stated reason without a GPU, checked where one is."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,11 +6,12 @@ import pytest
 
 from backends.base import Unsupported
 from backends.cupy_backend import CupyBackend
+from backends.numba_cuda_backend import NumbaCudaBackend
 from backends.triton_backend import TritonBackend
 from suite.spec import DropoutSpec
 from suite.verify.conformance import check_api
 
-BACKENDS = {"cupy": CupyBackend, "triton": TritonBackend}
+BACKENDS = {"cupy": CupyBackend, "triton": TritonBackend, "numba-cuda": NumbaCudaBackend}
 REASONS = ("no CUDA device", "not installed")
 
 
@@ -29,7 +30,8 @@ def test_adapter_modules_import_no_framework() -> None:
     import sys
 
     code = ("import sys, backends.cupy_backend, backends.triton_backend, backends.jax_backend, backends.keras3_backend\n"
-            "print([m for m in ('cupy', 'triton', 'torch', 'jax', 'keras', 'tensorflow') if m in sys.modules])")
+            "import backends.numba_cuda_backend\n"
+            "print([m for m in ('cupy', 'triton', 'torch', 'jax', 'keras', 'tensorflow', 'numba') if m in sys.modules])")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr
 
