@@ -237,3 +237,12 @@ def test_rehearsal_archive_is_one_file_under_16_mib_that_report_reads(rehearsal:
     proc = subprocess.run([rehearsal["python"], "-m", "suite.cli", "report", str(archive), "--no-plots", "--out",
                            str(tmp_path / "report")], capture_output=True, text=True, timeout=300, cwd=ROOT, check=False)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+def test_the_device_stack_renders_a_report_with_rows(rehearsal: dict, tmp_path: Path) -> None:
+    """The rehearsal's archive has no GPU rows; the committed CPU run has: its report, plots included, on the
+    device's pandas/matplotlib/numpy generation (pandas 3, numpy 2)."""
+    proc = subprocess.run([rehearsal["python"], "-m", "suite.cli", "report", str(REAL_RUN / "bench.json"), "--out",
+                           str(tmp_path / "report")], capture_output=True, text=True, timeout=300, cwd=ROOT, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert list((tmp_path / "report").rglob("*.png")) and (tmp_path / "report" / "report.html").exists()
