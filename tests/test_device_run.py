@@ -246,3 +246,11 @@ def test_the_device_stack_renders_a_report_with_rows(rehearsal: dict, tmp_path: 
                            str(tmp_path / "report")], capture_output=True, text=True, timeout=300, cwd=ROOT, check=False)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert list((tmp_path / "report").rglob("*.png")) and (tmp_path / "report" / "report.html").exists()
+
+
+@pytest.mark.parametrize("args, message", [(["--bogus"], "unknown argument '--bogus'"), (["--out"], "--out needs a folder"),
+                                           (["--backend"], "--backend needs a name")])
+def test_gpu_run_misuse_exits_2_naming_the_argument(args: list[str], message: str) -> None:
+    proc = subprocess.run(["bash", str(ROOT / ".ci" / "gpu-run"), *args], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
