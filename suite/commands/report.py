@@ -1,11 +1,12 @@
-"""`dropbench report RUN.json ...`: merge benchmark runs into tables, plots, an HTML page and summary.md."""
+"""`dropbench report FILE.json ...`: one page (report.html) from any mix of bench, verify and probe files, plus
+the tables, plots and summary.md of the benchmark runs among them."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
 NAME = "report"
-HELP = "merge benchmark runs (any machines) into markdown/CSV tables, plots, report.html and summary.md"
+HELP = "one page (report.html: conformance, difference map, speed) from bench/verify/probe files, plus tables, plots, summary.md"
 
 
 def output_dir(text: str) -> Path:
@@ -24,7 +25,8 @@ def output_dir(text: str) -> Path:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("runs", nargs="+", type=Path, metavar="RUN.json", help="files from `dropbench bench --json`")
+    parser.add_argument("runs", nargs="+", type=Path, metavar="FILE.json",
+                        help="files from `dropbench bench/verify/probe --json` (any mix, any machines)")
     parser.add_argument("--out", type=output_dir, default=Path("report"), metavar="DIR",
                         help="output folder (default ./report)")
     parser.add_argument("--no-plots", action="store_true", help="skip the matplotlib plots")
