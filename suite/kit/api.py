@@ -65,10 +65,12 @@ class FunctionBackend:
         return True
 
     def versions(self) -> dict[str, str]:
-        return {"numpy": np.__version__}
+        """What was checked: the function's import path, and the NumPy that made its inputs."""
+        where = f"{getattr(self.function, '__module__', '?')}.{getattr(self.function, '__qualname__', self.apis[0])}"
+        return {"function": where, "numpy": np.__version__}
 
     def devices(self) -> list[str]:
-        return ["cpu"]
+        return ["cpu"]  # the inputs are host arrays; to_input may move them anywhere
 
     def forward(self, x: np.ndarray, spec: Any, *, api: str) -> Any:
         if spec.scaling != "inverted":
