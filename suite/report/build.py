@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from suite.bench.schema import READABLE, upgrade
-from suite.report import bandwidth
+from suite.report import bandwidth, overview
 from suite.report.units import size_label
 from suite.runtime.jsonio import ResultFileError, atomic_write_text, read_result
 
@@ -664,8 +664,10 @@ def _speed_column(at: "pd.DataFrame") -> str:
     return "x_copy" if apis["x_copy"].notna().any() else "x_best"
 
 
-def _plots(disp: "pd.DataFrame", out_dir: Path, notes: list[str]) -> tuple[list[Path], list[Path]]:
-    """(every plot, the speed charts for the page's top: one per machine and device, float32 where timed)."""
+def _plots(disp: "pd.DataFrame", out_dir: Path, notes: list[str],
+           verdicts: dict[str, str] | None = None) -> tuple[list[Path], list[Path]]:
+    """(every plot, the speed charts for the page's top: one per machine and device, float32 where timed);
+    ``verdicts`` (API id -> verify verdict) colours the names of APIs that are not certified."""
     try:
         from suite.report import plots
     except ImportError as exc:
@@ -690,7 +692,7 @@ def _plots(disp: "pd.DataFrame", out_dir: Path, notes: list[str]) -> tuple[list[
         if at[~at["is_baseline"]].empty:
             continue
         column = _speed_column(at)
-        speed = plots.ratio_plot(at, folder / f"{_slug(device)}-{dtype}-speed.png", column=column,
+        speed = plots.ratio_plot(at, folder / f"{_slug(device)}-{dtype}-speed.png", column=column, verdicts=verdicts,
                                  title=f"{machine} · {device} · {dtype} · n = {numel:,} ({size_label(numel)})\n"
                                        f"{plots.RATIO_NAMES[column]}")
         files.append(speed)
@@ -726,8 +728,6 @@ def _details(heading: str, body: str, open_: bool = False) -> str:
 def _html_page(inputs: Inputs, sections: list[tuple[str, list[Table]]], plot_files: list[Path], top_plots: list[Path],
                out_dir: Path, notes: list[str]) -> str:
     """The top answers the three questions (conformance, the difference map, speed); the tables follow, folded."""
-    from suite.report import overview
-
     runs = inputs.runs
     sources = [*[r.path for r in runs], *[p for p, _ in inputs.verify], *[p for p, _ in inputs.probe]]
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>dropbench report</title>"
@@ -807,7 +807,8 @@ def build_report(paths: Sequence[Path | str], out_dir: Path | str, *, plots: boo
         sections += [("Summary at the largest common size", summary), ("Ratios to the baselines", base_tables),
                      ("Bandwidth", bw_tables), ("Throughput", tp_tables)]
         if plots:
-            files.plots, top = _plots(disp, out, notes)
+            verdicts = {v.api: v.verdict for v in overview.api_verdicts([p for _, p in inputs.verify])}
+            files.plots, top = _plots(disp, out, notes, verdicts)
     overhead = overhead_table(runs)
     if overhead:
         summary = [*summary, overhead]

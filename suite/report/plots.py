@@ -152,10 +152,16 @@ RATIO_NAMES = {"x_copy": "× copy (time ÷ time of a plain copy of the same arra
                "x_best": "× best (time ÷ time of the fastest conforming API)"}
 
 
-def ratio_plot(at: "pd.DataFrame", path: Path, *, title: str, column: str = "x_copy") -> Path:
+FLAG_COLOURS = {"failed": "#c0392b", "known divergence": "#b9770e", "not certified": "#777777"}
+"""Tick-label colour of an API whose verify verdict is not "certified" (the chip colours' darker kin)."""
+
+
+def ratio_plot(at: "pd.DataFrame", path: Path, *, title: str, column: str = "x_copy",
+               verdicts: "dict[str, str] | None" = None) -> Path:
     """The page's speed chart: every API at one size, forward and forward+backward side by side, as a ratio
     (× copy: 1 = as fast as copying the array; × best: 1 = the fastest conforming API), fastest forward first.
-    Vertical bars and a log ratio axis, so that 40 APIs fit the width of the page in one glance."""
+    Vertical bars and a log ratio axis, so that 40 APIs fit the width of the page in one glance. ``verdicts``
+    (API id -> verify verdict): the names of APIs that are not certified are coloured (fast is not right)."""
     apis = at[~at["is_baseline"]]
     fwd = apis[apis["direction"] == "forward"].set_index("label")[column]
     fb = apis[apis["direction"] == "forward_backward"].set_index("label")[column]
@@ -170,6 +176,14 @@ def ratio_plot(at: "pd.DataFrame", path: Path, *, title: str, column: str = "x_c
     ax.axhline(1.0, color="#222222", linestyle="--", linewidth=1.0,
                label="1 = copy of the array" if column == "x_copy" else "1 = fastest conforming")
     ax.set_xticks(xs, labels, rotation=60, ha="right", rotation_mode="anchor", fontsize=7.5)
+    shown = set()
+    for tick, label in zip(ax.get_xticklabels(), labels):
+        verdict = (verdicts or {}).get(label.split(" ")[0])
+        if verdict in FLAG_COLOURS:
+            tick.set_color(FLAG_COLOURS[verdict])
+            shown.add(verdict)
+    for verdict in sorted(shown):  # legend entries for the label colours in use
+        ax.plot([], [], linestyle="none", marker="s", color=FLAG_COLOURS[verdict], label=f"name in this colour: {verdict}")
     ax.set_xlim(-0.6, len(labels) - 0.4)
     ax.set_yscale("log")
     ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
