@@ -90,6 +90,20 @@ def test_other_array_types_in_and_out(wrap) -> None:
     assert set(seen) == {wrap}
 
 
+def test_a_torch_function_with_tensors_in_and_out() -> None:
+    """The README's example: to_input=torch.from_numpy, a tensor back (read through DLPack), float16 too."""
+    torch = pytest.importorskip("torch", reason="torch is in the `all` extra")
+
+    def torch_dropout(x, rate, training, seed):
+        if seed is not None:
+            torch.manual_seed(seed)
+        return torch.nn.functional.dropout(x, rate, training)
+
+    result = verify_dropout(torch_dropout, to_input=torch.from_numpy, dtypes=("float32", "float16"))
+    assert result.certified, result.message
+    assert any(r["check"].endswith("/float16") and r["status"] == "pass" for r in result.checks)
+
+
 def test_a_function_that_returns_no_array_gets_the_contracts_message() -> None:
     result = verify_dropout(lambda x, rate, training, seed: [0.0], name="lists")
     assert not result.certified
