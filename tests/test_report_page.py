@@ -82,6 +82,8 @@ def test_page_from_verify_and_probe_alone(tmp_path) -> None:
     files = build_report([verify, probe], tmp_path / "out")
     page = files.html.read_text(encoding="utf-8")
     assert "class='grid'" in page and "No bench results among the inputs" in page and files.plots == []
+    assert files.answers == ["conformance: 1 failed, 1 known divergence, 2 certified, 1 did not run",
+                             f"difference map (test-machine): {len(PROBE_APIS)} APIs x 16 cases, 1 cells depart from the spec"]
 
 
 def test_the_speed_chart_leads_the_page_when_plots_are_on(tmp_path) -> None:

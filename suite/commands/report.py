@@ -41,5 +41,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"report needs {exc.name or 'pandas'}: pip install 'dropbench[all]'") from None
     files = build_report(list(args.runs), args.out, plots=not args.no_plots)
     print(files.summary_md.read_text(encoding="utf-8"))  # notes and skipped backends are listed in it
+    for line in files.answers:
+        print(line)
     print(f"report: {len(files.tables)} table files, {len(files.plots)} plots, {files.html}")
     return 0

@@ -331,7 +331,14 @@ def _run(args: argparse.Namespace) -> int:
                              if args.processes < 3 else f"{args.processes} processes per backend")
                 summary += [f"## Throughput (bench --quick, {args.device}, {processes})", "",
                             files.summary_md.read_text(encoding="utf-8"),
-                            "", f"Tables, plots and HTML: [report/]({files.html.relative_to(out)})", ""]
+                            "", f"The page (conformance, difference map, speed) and every table and plot: "
+                                f"[{files.html.relative_to(out)}]({files.html.relative_to(out)})", ""]
+            elif report_inputs(out):  # --skip bench: the page still answers the other two questions
+                from suite.report.build import build_report
+
+                files = build_report(report_inputs(out), out / "report", plots=False)
+                summary += [f"The page (conformance, difference map): [{files.html.relative_to(out)}]"
+                            f"({files.html.relative_to(out)})", ""]
     except KeyboardInterrupt:
         kept = [s for s in STAGES if s in done]
         print(f"\ndropbench run: interrupted; {out} keeps {', '.join(kept) if kept else 'no finished stage'}"

@@ -630,6 +630,7 @@ class ReportFiles:
     tables: list[Path] = field(default_factory=list)
     plots: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    answers: list[str] = field(default_factory=list)  # the page's top in one line each (printed by the CLI)
 
     def all(self) -> list[Path]:
         return [self.summary_md, self.html, self.results_csv, *self.tables, *self.plots]
@@ -817,4 +818,5 @@ def build_report(paths: Sequence[Path | str], out_dir: Path | str, *, plots: boo
         sections.append(("Not timed", [skipped]))
     atomic_write_text(files.summary_md, _summary_markdown(runs, [*summary, *bw_tables], notes))
     atomic_write_text(files.html, _html_page(inputs, sections, files.plots, top, out, notes))
+    files.answers = overview.answer_lines([p for _, p in inputs.verify], [p for _, p in inputs.probe])
     return files

@@ -204,3 +204,17 @@ def matrix_rows(payload: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     labels = {(r["case"], r["api"]): probes.cell_label(r) for r in payload["records"]}
     expected = {r["case"]: r.get("expected") or "" for r in payload["records"]}
     return ["case", "spec", *apis], [[c, expected.get(c, ""), *(labels.get((c, a), "") for a in apis)] for c in cases]
+
+
+def answer_lines(verify: Sequence[dict[str, Any]], probe: Sequence[dict[str, Any]]) -> list[str]:
+    """The page's first two answers as terminal lines: verdict counts, and the size of each difference map."""
+    lines = []
+    if verify:
+        counts = Counter(v.verdict for v in api_verdicts(verify))
+        lines.append("conformance: " + ", ".join(f"{counts[k]} {k}" for k in (*VERDICTS, "did not run") if counts[k]))
+    for payload in probe:
+        cases, apis = _order(payload)
+        off = sum(1 for r in payload["records"] if probes.departs(r))
+        lines.append(f"difference map ({(payload.get('machine') or {}).get('id', '?')}): {len(apis)} APIs x "
+                     f"{len(cases)} cases, {off} cells depart from the spec")
+    return lines
