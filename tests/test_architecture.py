@@ -23,7 +23,7 @@ FRAMEWORK_NAMES = re.compile(
     r"torch|tensorflow|\btf\b|mxnet|gluon|\bjax|flax|keras|cupy|triton|\bxla\b|numba|\bray\b", re.I)
 """Frameworks dropbench adapts (and the engines around them). ``cuda`` is a device name of the spec, not a
 framework; NumPy, pandas, matplotlib and pytest are the harness's own tools."""
-LAYERS = {"spec": 0, "runtime": 0, "verify": 1, "probe": 1, "bench": 1, "experiments": 1, "report": 2,
+LAYERS = {"spec": 0, "runtime": 0, "verify": 1, "probe": 1, "bench": 1, "experiments": 1, "report": 2, "kit": 2,
           "commands": 3, "cli": 4, "__init__": 0}
 """spec <- verify/probe/bench/experiments <- report <- commands <- cli; runtime serves all."""
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from suite.commands import run as run_command
-from suite.runtime.archive import bench_files, pack, unpack
+from suite.runtime.archive import pack, result_files, unpack
 from suite.runtime.jsonio import atomic_write_json
 from suite.runtime.loader import UsageError
 
@@ -73,23 +73,26 @@ def test_the_readme_names_the_device_command_and_the_script_runs_it() -> None:
 def test_the_archive_holds_machine_and_stamp_and_report_reads_it_packed_or_not(tmp_path: Path) -> None:
     run = tmp_path / "results" / "m-1" / "20270101T000000Z"
     (run / "report" / "plots" / "m-1").mkdir(parents=True)
-    shutil.copy(REAL_RUN / "bench.json", run / "bench.json")  # a committed run: what report must read
+    for name in ("bench.json", "verify.json"):  # a committed run: what report must read (the page's speed and conformance)
+        shutil.copy(REAL_RUN / name, run / name)
     (run / "report" / "plots" / "m-1" / "a.png").write_bytes(b"png")
     archive = pack(run, tmp_path / "out" / "gpu-run.tar.gz")
     with tarfile.open(archive) as tar:
         names = set(tar.getnames())
     assert {"m-1/20270101T000000Z/bench.json", "m-1/20270101T000000Z/report/plots/m-1/a.png"} <= names
     assert all(n.startswith("m-1/20270101T000000Z") for n in names)  # `tar -xzf ... -C results` lands in results/m-1/
-    files = bench_files([archive], tmp_path / "scratch")
-    assert [f.relative_to(tmp_path / "scratch" / "archive-0") for f in files] == [Path("m-1/20270101T000000Z/bench.json")]
+    files = result_files([archive], tmp_path / "scratch")
+    assert [f.relative_to(tmp_path / "scratch" / "archive-0") for f in files] == [
+        Path("m-1/20270101T000000Z/bench.json"), Path("m-1/20270101T000000Z/verify.json")]
     assert json.loads(files[0].read_text()) == json.loads((run / "bench.json").read_text())
-    assert bench_files([tmp_path / "results"], tmp_path / "s2") == [run / "bench.json"]  # the unpacked folder
-    with pytest.raises(UsageError, match="holds no bench.json"):
-        bench_files([run / "report"], tmp_path / "s3")
+    assert result_files([tmp_path / "results"], tmp_path / "s2") == [run / "bench.json", run / "verify.json"]  # unpacked
+    with pytest.raises(UsageError, match="holds no bench.json, verify.json, probe.json"):
+        result_files([run / "report"], tmp_path / "s3")
     proc = subprocess.run([sys.executable, "-m", "suite.cli", "report", str(archive), "--no-plots", "--out", str(tmp_path / "rep")],
                           capture_output=True, text=True, timeout=300, cwd=ROOT, check=False)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert (tmp_path / "rep" / "summary.md").exists()
+    assert "certified" in proc.stdout  # the page's conformance answer came from the archive's verify.json
 
 
 def test_an_archive_cannot_write_outside_its_folder(tmp_path: Path) -> None:

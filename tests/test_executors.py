@@ -1,10 +1,12 @@
 """The executor seam without a cluster: selection, per-machine fan-out, provenance, the missing extra."""
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import sys
 import threading
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -54,7 +56,29 @@ def test_node_selectors() -> None:
 
 def test_per_machine_paths_keep_folder_and_suffix(tmp_path) -> None:
     assert per_machine_path(tmp_path / "v.json", "m-1") == tmp_path / "v.m-1.json"
+    assert per_machine_path(tmp_path / "v.json", "m-1", kinds=3) == tmp_path / "v.m-1.json"
     assert per_machine_path(None, "m-1") is None
+
+
+def test_a_cluster_of_one_machine_kind_writes_the_path_as_named(tmp_path) -> None:
+    """Issue 27: `bench --executor ray --json b.json` on one kind of machine wrote b.<id>.json; scripts read b.json."""
+    assert per_machine_path(tmp_path / "b.json", "m-1", kinds=1) == tmp_path / "b.json"
+    assert per_machine_path(None, "m-1", kinds=1) is None
+
+
+def test_run_targets_names_paths_by_the_number_of_machine_kinds(tmp_path) -> None:
+    """The wrapper itself (no Ray): one target keeps the named path, two get one suffixed path each."""
+    from suite.commands.cluster import _run_targets
+
+    seen: list[Path] = []
+    args = argparse.Namespace(json=str(tmp_path / "b.json"))
+    body = lambda own: seen.append(Path(own.json)) or 0  # noqa: E731
+    make = lambda mid: Target(machine_id=mid, facts={}, nodes=["n"], executor=LocalExecutor())  # noqa: E731
+    assert _run_targets(args, body, [make("m-1")], ["json"]) == 0
+    assert seen == [tmp_path / "b.json"]
+    seen.clear()
+    assert _run_targets(args, body, [make("m-1"), make("m-2")], ["json"]) == 0
+    assert sorted(seen) == [tmp_path / "b.m-1.json", tmp_path / "b.m-2.json"]
 
 
 def test_machine_name_and_running_on_stay_in_their_context(monkeypatch) -> None:

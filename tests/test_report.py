@@ -199,14 +199,17 @@ def test_html_and_plots(tmp_path) -> None:
     pytest.importorskip("matplotlib", reason="plots need matplotlib (the `all` extra)")
     payload = synthetic_run(sizes=SIZES, dtypes=("float32", "float16"))
     files = build_report([write_run(tmp_path / "r.json", payload)], tmp_path / "out")
-    # per machine x device x dtype: forward, forward_backward line plots and one bar chart
+    # per machine x device x dtype: forward, forward_backward line plots, one bar chart and the speed chart
     names = sorted(p.name for p in files.plots)
-    assert names == sorted(f"cpu-{d}-{k}.png" for d in ("float16", "float32") for k in ("forward", "forward_backward", "bars"))
+    assert names == sorted(f"cpu-{d}-{k}.png" for d in ("float16", "float32")
+                           for k in ("forward", "forward_backward", "bars", "speed"))
     for p in files.plots:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000
     page = files.html.read_text()
     assert page.count("<table>") == 1 + 2 + 2 + 2 + 2  # machines, summary x2 dtypes, baselines, bandwidth, throughput x2
-    assert page.count("data:image/png;base64,") == len(files.plots)
+    assert page.count("data:image/png;base64,") == len(files.plots)  # each plot once: float32's speed chart on top
+    top = page[:page.index("<h2>Details</h2>")]
+    assert top.count("data:image/png;base64,") == 1 and "cpu-float32-speed.png" in top
     assert "tensorflow:tf.nn.dropout [tf.function]" in page
 
 

@@ -59,3 +59,22 @@ def test_ensemble_gap_panels_keep_their_own_y_range(tmp_path, monkeypatch) -> No
     linear, relu = fig.axes[:2]
     assert linear.get_ylim()[1] < 1e-10 and relu.get_ylim()[0] > 1e-6, (linear.get_ylim(), relu.get_ylim())
     assert fig.get_layout_engine() is not None  # constrained layout: the suptitle is placed above the panel titles
+
+
+def test_speed_chart_draws_every_api_in_both_directions_and_colours_the_uncertified(disp, tmp_path, monkeypatch) -> None:
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+    at = disp[(disp["numel"] == disp["numel"].max()) & (disp["dtype"] == "float32")]
+    failing = at[~at["is_baseline"]]["label"].iloc[0].split(" ")[0]
+    plots.ratio_plot(at, tmp_path / "s.png", title="t", verdicts={failing: "failed"})
+    (fig,) = figures
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    apis = at[~at["is_baseline"]]
+    assert sorted(labels) == sorted(apis["label"].unique())  # baselines are the 1x line, not bars
+    heights = [bar.get_height() for bar in ax.patches]
+    assert len(heights) == 2 * len(labels)  # forward and forward+backward per API (NaN where not timed)
+    forward = heights[:len(labels)]
+    assert forward == sorted(forward)  # fastest forward first
+    red = {t.get_text() for t in ax.get_xticklabels() if t.get_color() == plots.FLAG_COLOURS["failed"]}
+    assert red == {label for label in labels if label.split(" ")[0] == failing} and red

@@ -51,6 +51,8 @@ def test_interrupted_run_resumes_keeping_its_finished_stages(tmp_path: Path) -> 
     assert [b["backend"] for b in bench["backends"]] == ["numpy"]  # the run's own --backend, not every backend
     summary = (folder / "summary.md").read_text(encoding="utf-8")
     assert "## Conformance (verify)" in summary and "## Throughput" in summary
+    page = (folder / "report" / "report.html").read_text(encoding="utf-8")  # the one page, from all three files
+    assert "class='conf'" in page and "class='grid'" in page and "-speed.png" not in page  # --no-plots: no chart
     assert set(read_result(folder / "run.json", kind="run-state")["stages"]) == {"verify", "probe", "bench"}
 
 
@@ -120,3 +122,6 @@ def test_concurrent_checks_keep_the_backend_order_and_record_stage_times(tmp_pat
     assert all(stages[s]["seconds"] > 0 for s in ("verify", "probe"))
     summary = (folder / "summary.md").read_text(encoding="utf-8")
     assert "verify and probe ran 2 workers at a time" in summary, summary
+    assert "report/report.html" in summary  # --skip bench: the page still shows conformance and the grid
+    page = (folder / "report" / "report.html").read_text(encoding="utf-8")
+    assert "class='conf'" in page and "class='grid'" in page and "No bench results among the inputs" in page

@@ -3,8 +3,9 @@
 Why here: a command's body stays the one-machine code; this wrapper points it at one target at a
 time (:func:`suite.runtime.executors.running`: workers go to that machine kind, machine facts and ids
 are its own, so default result paths land in ``results/<its machine id>/``) and gives every target its
-own copy of the output paths the user named (``PATH`` -> ``PATH`` with ``.<machine id>`` before the
-suffix), so that two machines never write one file and ``--resume`` finds each machine's file again.
+own copy of the output paths the user named when the cluster has several machine kinds (``PATH`` -> ``PATH``
+with ``.<machine id>`` before the suffix), so that two machines never write one file and ``--resume`` finds
+each machine's file again; with one kind the path is written as named (a script that reads it finds it).
 """
 from __future__ import annotations
 
@@ -36,11 +37,12 @@ class _ThreadOutput(io.TextIOBase):
         self.real.flush()
 
 
-def per_machine_path(path: str | Path | None, machine: str) -> Path | None:
+def per_machine_path(path: str | Path | None, machine: str, kinds: int = 2) -> Path | None:
+    """The path one of ``kinds`` machine kinds writes: as named for one kind, else with ``.<machine>`` before the suffix."""
     if path is None:
         return None
     path = Path(path)
-    return path.with_name(f"{path.stem}.{machine}{path.suffix}")
+    return path if kinds == 1 else path.with_name(f"{path.stem}.{machine}{path.suffix}")
 
 
 def run_per_machine(args: argparse.Namespace, body: Body, paths: Sequence[str] = (), refuse: Sequence[str] = ()) -> int:
@@ -78,7 +80,7 @@ def _run_targets(args: argparse.Namespace, body: Body, targets: list[Target], pa
     def one(target: Target) -> None:
         own = copy.copy(args)
         for name in paths:
-            setattr(own, name, per_machine_path(getattr(args, name, None), target.machine_id))
+            setattr(own, name, per_machine_path(getattr(args, name, None), target.machine_id, len(targets)))
         out.local.buffer = io.StringIO()
         try:
             with running(target):

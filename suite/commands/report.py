@@ -1,4 +1,5 @@
-"""`dropbench report RUN.json ...`: merge benchmark runs into tables, plots, an HTML page and summary.md."""
+"""`dropbench report FILE.json ...`: one page (report.html) from any mix of bench, verify and probe files, plus
+the tables, plots and summary.md of the benchmark runs among them."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 NAME = "report"
-HELP = "merge benchmark runs (any machines) into markdown/CSV tables, plots, report.html and summary.md"
+HELP = "one page (report.html: conformance, difference map, speed) from bench/verify/probe files, plus tables, plots, summary.md"
 
 
 def output_dir(text: str) -> Path:
@@ -25,9 +26,9 @@ def output_dir(text: str) -> Path:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("runs", nargs="+", type=Path, metavar="RUN.json",
-                        help="files from `dropbench bench --json`, folders of `dropbench run` (their bench.json files), "
-                             "or a device run's archive (gpu-run.tar.gz, read without unpacking it here)")
+    parser.add_argument("runs", nargs="+", type=Path, metavar="FILE.json",
+                        help="files from `dropbench bench/verify/probe --json` (any mix, any machines), folders of "
+                             "`dropbench run` (their bench/verify/probe.json), or a device run's archive (gpu-run.tar.gz)")
     parser.add_argument("--out", type=output_dir, default=Path("report"), metavar="DIR",
                         help="output folder (default ./report)")
     parser.add_argument("--no-plots", action="store_true", help="skip the matplotlib plots")
@@ -40,10 +41,12 @@ def run(args: argparse.Namespace) -> int:
         from suite.report.build import build_report
     except ImportError as exc:  # pandas / matplotlib are in the `all` extra, not the core install
         raise UsageError(f"report needs {exc.name or 'pandas'}: pip install 'dropbench[all]'") from None
-    from suite.runtime.archive import bench_files
+    from suite.runtime.archive import result_files
 
     with tempfile.TemporaryDirectory(prefix="dropbench-report-") as scratch:
-        files = build_report(bench_files(list(args.runs), Path(scratch)), args.out, plots=not args.no_plots)
+        files = build_report(result_files(list(args.runs), Path(scratch)), args.out, plots=not args.no_plots)
     print(files.summary_md.read_text(encoding="utf-8"))  # notes and skipped backends are listed in it
+    for line in files.answers:
+        print(line)
     print(f"report: {len(files.tables)} table files, {len(files.plots)} plots, {files.html}")
     return 0

@@ -233,6 +233,11 @@ def stage_times(done: dict[str, dict], stages: list[str], report_s: float | None
     return f" ({', '.join(parts)}{overlap})" if parts else ""
 
 
+def report_inputs(out: Path) -> list[Path]:
+    """What the run's page is built from: its bench.json, and its verify.json and probe.json where those stages ran."""
+    return [p for p in (out / "bench.json", out / "verify.json", out / "probe.json") if p.is_file()]
+
+
 def gpu_problem(device: str, bench_json: Path | None) -> str | None:
     """Why a run that asked for ``device`` "cuda" failed to use one (None: it did, or the CPU was asked for)."""
     if device != "cuda":
@@ -318,7 +323,7 @@ def _run(args: argparse.Namespace) -> int:
                 from suite.report.build import build_report
 
                 report_started = time.perf_counter()
-                files = build_report([out / "bench.json"], out / "report", plots=not args.no_plots)
+                files = build_report(report_inputs(out), out / "report", plots=not args.no_plots)
                 report_s = time.perf_counter() - report_started
                 bar.advance()
                 processes = (f"{args.processes} process per backend: a snapshot; for a calibrated `dropbench compare` "
@@ -326,7 +331,14 @@ def _run(args: argparse.Namespace) -> int:
                              if args.processes < 3 else f"{args.processes} processes per backend")
                 summary += [f"## Throughput (bench --quick, {args.device}, {processes})", "",
                             files.summary_md.read_text(encoding="utf-8"),
-                            "", f"Tables, plots and HTML: [report/]({files.html.relative_to(out)})", ""]
+                            "", f"The page (conformance, difference map, speed) and every table and plot: "
+                                f"[{files.html.relative_to(out)}]({files.html.relative_to(out)})", ""]
+            elif report_inputs(out):  # --skip bench: the page still answers the other two questions
+                from suite.report.build import build_report
+
+                files = build_report(report_inputs(out), out / "report", plots=False)
+                summary += [f"The page (conformance, difference map): [{files.html.relative_to(out)}]"
+                            f"({files.html.relative_to(out)})", ""]
     except KeyboardInterrupt:
         kept = [s for s in STAGES if s in done]
         print(f"\ndropbench run: interrupted; {out} keeps {', '.join(kept) if kept else 'no finished stage'}"

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from suite.bench.schema import READABLE, upgrade
-from suite.report import bandwidth
+from suite.report import bandwidth, overview
 from suite.report.units import size_label
 from suite.runtime.jsonio import ResultFileError, atomic_write_text, read_result
 
@@ -104,6 +104,36 @@ def load_run(path: Path | str) -> Run:
     return Run(source, payload)
 
 
+@dataclass
+class Inputs:
+    """What `dropbench report` was given, by kind: bench runs, and verify and probe payloads with their paths."""
+
+    runs: list[Run] = field(default_factory=list)
+    verify: list[tuple[Path, dict[str, Any]]] = field(default_factory=list)
+    probe: list[tuple[Path, dict[str, Any]]] = field(default_factory=list)
+
+
+REPORT_KINDS = ("bench", "verify", "probe")
+
+
+def load_inputs(paths: Sequence[Path | str]) -> Inputs:
+    """Any mix of bench, verify and probe files, each validated (ResultFileError names a bad file, CLI exit 2)."""
+    inputs = Inputs()
+    for path in paths:
+        source = Path(path)
+        payload = read_result(source, schemas=tuple(sorted({1, *READABLE})))
+        kind = payload.get("kind")
+        if kind == "bench" or (kind is None and "benchmarks" in payload):
+            inputs.runs.append(load_run(source))
+        elif kind == "verify" and isinstance(payload.get("records"), list):
+            inputs.verify.append((source, payload))
+        elif kind == "probe" and isinstance(payload.get("records"), list):
+            inputs.probe.append((source, payload))
+        else:
+            raise ResultFileError(f"{source}: a {kind!r} file, expected 'bench', or 'verify' or 'probe' with a 'records' list")
+    return inputs
+
+
 # ------------------------------------------------------------------------------------ formatting
 
 
@@ -148,10 +178,12 @@ class Table:
     def markdown(self, level: int = 3) -> str:
         return f"{'#' * level} {self.title}\n\n{self.caption}\n\n{markdown_table(self.headers, self.rows)}\n"
 
-    def html(self) -> str:
+    def html(self, title: bool = True) -> str:
+        """``title`` False: the section around it already says it (no "Machines" under "Machines")."""
         head = "".join(f"<th>{html.escape(h)}</th>" for h in self.headers)
         body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in self.rows)
-        return (f"<h3>{html.escape(self.title)}</h3>\n<p class='caption'>{html.escape(self.caption)}</p>\n"
+        return ((f"<h3>{html.escape(self.title)}</h3>\n" if title else "")
+                + f"<p class='caption'>{html.escape(self.caption)}</p>\n"
                 f"<div class='wide'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>\n")
 
 
@@ -275,11 +307,12 @@ NONCONFORMING = ("fail", "error", "known")
 """Verify statuses that disqualify an API from being the "best conforming" reference."""
 
 
-def conformance(runs: Sequence[Run]) -> tuple[dict[str, bool], set[str], str]:
+def conformance(runs: Sequence[Run], given: Sequence[tuple[Path, dict[str, Any]]] = ()) -> tuple[dict[str, bool], set[str], str]:
     """What decides which APIs conform: (verdicts from verify.json files, APIs with a known divergence, note).
 
-    An API counts as conforming for × best when the verify.json next to a run's bench json (what
-    ``dropbench run`` writes) has at least one pass and no fail, error or known record for it; an API no
+    An API counts as conforming for × best when the verify files given to the report (``given``) or the
+    verify.json next to a run's bench json (what ``dropbench run`` writes) have at least one pass and no
+    fail, error or known record for it; an API no
     verify.json checked conforms unless backends/known_divergences.toml names it (a static notion: the
     checks are assumed to pass otherwise).
     """
@@ -287,9 +320,21 @@ def conformance(runs: Sequence[Run]) -> tuple[dict[str, bool], set[str], str]:
 
     verdicts: dict[str, bool] = {}
     files, unread = [], []
+
+    def take(records: Iterable[dict[str, Any]]) -> None:
+        for record in records:
+            api, status = str(record.get("api")), record.get("status")
+            if status in NONCONFORMING:
+                verdicts[api] = False
+            elif status == "pass":
+                verdicts.setdefault(api, True)
+
+    for path, payload in given:  # verify files named on the command line
+        files.append(str(path))
+        take(payload.get("records") or [])
     for run in runs:
         path = run.path.parent / VERIFY_FILE
-        if not path.is_file() or str(path) in files:
+        if not path.is_file() or any(path.resolve() == Path(f).resolve() for f in files):
             continue
         try:
             records = read_result(path, kind="verify").get("records") or []
@@ -297,12 +342,7 @@ def conformance(runs: Sequence[Run]) -> tuple[dict[str, bool], set[str], str]:
             unread.append(f"{exc} (not used for × best)")
             continue
         files.append(str(path))
-        for record in records:
-            api, status = str(record.get("api")), record.get("status")
-            if status in NONCONFORMING:
-                verdicts[api] = False
-            elif status == "pass":
-                verdicts.setdefault(api, True)
+        take(records)
     known = {d.api for d in load_known()}
     source = (f"verify results of {', '.join(files)}, else " if files else "") + "no entry in known_divergences.toml"
     note = (f"× best = time ÷ time of the fastest conforming API at the same size, dtype, device, threads and input "
@@ -319,9 +359,10 @@ def best_ratios(items: Sequence[tuple[Any, str, float]], conforming: "Any") -> l
     return [seconds / best[key] if key in best else math.nan for key, _, seconds in items]
 
 
-def attach_best(df: "pd.DataFrame", disp: "pd.DataFrame", runs: Sequence[Run], notes: list[str]) -> "pd.DataFrame":
+def attach_best(df: "pd.DataFrame", disp: "pd.DataFrame", runs: Sequence[Run], notes: list[str],
+                given: Sequence[tuple[Path, dict[str, Any]]] = ()) -> "pd.DataFrame":
     """disp plus ``x_best`` (baselines get NaN); appends the note that says what "conforming" meant."""
-    verdicts, known, note = conformance(runs)
+    verdicts, known, note = conformance(runs, given)
     first = df.drop_duplicates(["machine", "label"]).set_index(["machine", "label"])
     at = list(zip(disp["machine"], disp["label"]))
     apis = [first["api"].get(k, k[1]) for k in at]
@@ -589,6 +630,7 @@ class ReportFiles:
     tables: list[Path] = field(default_factory=list)
     plots: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    answers: list[str] = field(default_factory=list)  # the page's top in one line each (printed by the CLI)
 
     def all(self) -> list[Path]:
         return [self.summary_md, self.html, self.results_csv, *self.tables, *self.plots]
@@ -614,13 +656,25 @@ def _summary_markdown(runs: Sequence[Run], tables: list[Table], notes: list[str]
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _plots(disp: "pd.DataFrame", out_dir: Path, notes: list[str]) -> list[Path]:
+SPEED_DTYPE = "float32"  # the dtype of the page's top speed chart (every dtype has its chart in the details)
+
+
+def _speed_column(at: "pd.DataFrame") -> str:
+    """× copy where this group timed the copy baseline, else × best."""
+    apis = at[~at["is_baseline"]]
+    return "x_copy" if apis["x_copy"].notna().any() else "x_best"
+
+
+def _plots(disp: "pd.DataFrame", out_dir: Path, notes: list[str],
+           verdicts: dict[str, str] | None = None) -> tuple[list[Path], list[Path]]:
+    """(every plot, the speed charts for the page's top: one per machine and device, float32 where timed);
+    ``verdicts`` (API id -> verify verdict) colours the names of APIs that are not certified."""
     try:
         from suite.report import plots
     except ImportError as exc:
         notes.append(f"plots skipped: {exc.name or 'matplotlib'} is not installed")
-        return []
-    files = []
+        return [], []
+    files, top = [], []
     for (machine, device, dtype), sub in disp.groupby(["machine", "device", "dtype"], sort=True):
         folder = out_dir / "plots" / _slug(machine)
         for direction in DIRECTIONS:
@@ -633,55 +687,119 @@ def _plots(disp: "pd.DataFrame", out_dir: Path, notes: list[str]) -> list[Path]:
                 part, folder / f"{_slug(device)}-{dtype}-{direction}.png",
                 title=f"{machine}\n{device} · {dtype} · {DIRECTION_TITLE[direction]} · median round time"))
         numel, _ = _largest_common_size(sub)
+        at = sub[sub["numel"] == numel]
         title = f"{machine}\n{device} · {dtype} · n = {numel:,} ({size_label(numel)}) · median round time"
-        files.append(plots.bar_plot(sub[sub["numel"] == numel], folder / f"{_slug(device)}-{dtype}-bars.png", title=title))
-    return files
+        files.append(plots.bar_plot(at, folder / f"{_slug(device)}-{dtype}-bars.png", title=title))
+        if at[~at["is_baseline"]].empty:
+            continue
+        column = _speed_column(at)
+        speed = plots.ratio_plot(at, folder / f"{_slug(device)}-{dtype}-speed.png", column=column, verdicts=verdicts,
+                                 title=f"{machine} · {device} · {dtype} · n = {numel:,} ({size_label(numel)})\n"
+                                       f"{plots.RATIO_NAMES[column]}")
+        files.append(speed)
+        dtypes = set(disp[(disp["machine"] == machine) & (disp["device"] == device)]["dtype"])
+        if dtype == SPEED_DTYPE or SPEED_DTYPE not in dtypes:
+            top.append(speed)
+    return files, top
 
 
-def _html_page(runs: Sequence[Run], sections: list[tuple[str, list[Table]]], plot_files: list[Path],
+STYLE = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}"
+         "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;"
+         "text-align:right;font-variant-numeric:tabular-nums}td:first-child,td:nth-child(2),th{text-align:left}"
+         "th{background:#f0f0f0}.caption{color:#444;max-width:1100px}img{max-width:100%;border:1px solid #ddd}"
+         # one line per cell (a "time · GB/s, el/s · ratio" cell wrapped into four lines was unreadable); a table
+         # wider than the window then scrolls inside its own box instead of widening the page
+         "td{white-space:nowrap}.wide{max-width:100%;overflow-x:auto}"
+         "details{margin:.4em 0;border-top:1px solid #ddd;padding-top:.3em}"
+         "details>summary{font-size:1.15em;font-weight:600;cursor:pointer;padding:.2em 0}"
+         "h2{margin:1.1em 0 .3em}.notes{font-size:13px;color:#444}")
+
+
+def _figure(path: Path, out_dir: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    rel = path.relative_to(out_dir).as_posix()
+    return (f"<figure><img alt='{html.escape(rel)}' src='data:image/png;base64,{data}'>"
+            f"<figcaption><a href='{html.escape(rel)}'>{html.escape(rel)}</a></figcaption></figure>")
+
+
+def _details(heading: str, body: str, open_: bool = False) -> str:
+    return f"<details{' open' if open_ else ''}><summary>{html.escape(heading)}</summary>\n{body}</details>"
+
+
+def _html_page(inputs: Inputs, sections: list[tuple[str, list[Table]]], plot_files: list[Path], top_plots: list[Path],
                out_dir: Path, notes: list[str]) -> str:
-    style = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}"
-             "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;"
-             "text-align:right;font-variant-numeric:tabular-nums}td:first-child,td:nth-child(2),th{text-align:left}"
-             "th{background:#f0f0f0}.caption{color:#444;max-width:1100px}img{max-width:100%;border:1px solid #ddd}"
-             # one line per cell (a "time · GB/s, el/s · ratio" cell wrapped into four lines was unreadable); a table
-             # wider than the window then scrolls inside its own box instead of widening the page
-             "td{white-space:nowrap}.wide{max-width:100%;overflow-x:auto}")
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>dropbench report</title><style>{style}</style>"
-             "</head><body><h1>dropbench report</h1>",
-             f"<p>{html.escape(TIME_NOTE)}. Inputs: {html.escape(', '.join(str(r.path) for r in runs))}.</p>"]
-    for line in _backend_lines(runs) + notes:
-        parts.append(f"<p>• {html.escape(line)}</p>")
+    """The top answers the three questions (conformance, the difference map, speed); the tables follow, folded."""
+    runs = inputs.runs
+    sources = [*[r.path for r in runs], *[p for p, _ in inputs.verify], *[p for p, _ in inputs.probe]]
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>dropbench report</title>"
+             f"<style>{STYLE}{overview.CSS}</style></head><body><h1>dropbench report</h1>",
+             f"<p class='caption'>Inputs: {html.escape(', '.join(str(s) for s in sources))}.</p>"]
+    parts.append("<h2>Does each dropout conform? (verify)</h2>")
+    if inputs.verify:
+        parts.append(overview.conformance_html(overview.api_verdicts([p for _, p in inputs.verify]),
+                                               [p for p, _ in inputs.verify]))
+    else:
+        parts.append("<p class='caption'>No verify results among the inputs (add a verify.json: "
+                     "<code>dropbench verify --json</code>).</p>")
+    parts.append("<h2>Where do the frameworks differ? (probe)</h2>")
+    if inputs.probe:
+        parts += [overview.grid_html(payload, path) for path, payload in inputs.probe]
+    else:
+        parts.append("<p class='caption'>No probe results among the inputs (add a probe.json: "
+                     "<code>dropbench probe --json</code>).</p>")
+    parts.append("<h2>How fast is each? (bench)</h2>")
+    if top_plots:
+        parts.append(f"<p class='caption'>{html.escape(TIME_NOTE)}; the largest size every API measured. Other dtypes, "
+                     "throughput against size and every number are in the details below.</p>")
+        parts += [_figure(p, out_dir) for p in top_plots]
+    elif runs:
+        parts.append("<p class='caption'>No chart (plots off or nothing timed); the tables are below.</p>")
+    else:
+        parts.append("<p class='caption'>No bench results among the inputs.</p>")
+    lines = _backend_lines(runs) + notes
+    if lines:
+        parts.append("<div class='notes'>" + "".join(f"<p>• {html.escape(line)}</p>" for line in lines) + "</div>")
+    parts.append("<h2>Details</h2>")
     for heading, tables in sections:
-        parts.append(f"<h2>{html.escape(heading)}</h2>")
-        parts += [t.html() for t in tables]
+        body = "".join(t.html(title=not (len(tables) == 1 and t.title == heading)) for t in tables)
+        parts.append(_details(heading, body))
+    for path, payload in inputs.verify:
+        shown = [r for r in payload.get("records") or [] if r.get("status") != "pass"]
+        table = Table(f"Verify records that did not pass ({path})",
+                      f"{len(shown)} of {len(payload.get('records') or [])} records; every check id, status and detail.",
+                      ["api", "check", "status", "detail"],
+                      [[str(r.get("api")), str(r.get("check")), str(r.get("status")), str(r.get("detail"))] for r in shown])
+        parts.append(_details(table.title, table.html(title=False)))
+    for path, payload in inputs.probe:
+        headers, rows = overview.matrix_rows(payload)
+        table = Table(f"Probe matrix ({path})", "Each cell's text, as in probe-matrix.md; spec: what the DropoutSpec "
+                      "prescribes (blank: silent).", headers, rows)
+        parts.append(_details(table.title, table.html(title=False)))
     if plot_files:
-        parts.append("<h2>Plots</h2>")
-        for path in plot_files:
-            data = base64.b64encode(path.read_bytes()).decode("ascii")
-            rel = path.relative_to(out_dir).as_posix()
-            parts.append(f"<figure><img alt='{html.escape(rel)}' src='data:image/png;base64,{data}'>"
-                         f"<figcaption><a href='{html.escape(rel)}'>{html.escape(rel)}</a></figcaption></figure>")
+        parts.append(_details("Plots", "\n".join(_figure(p, out_dir) for p in plot_files if p not in top_plots)))
     parts.append("</body></html>\n")
     return "\n".join(parts)
 
 
 def build_report(paths: Sequence[Path | str], out_dir: Path | str, *, plots: bool = True) -> ReportFiles:
-    """Load and validate every run (ResultFileError names a bad file), then write all outputs into out_dir."""
-    runs = [load_run(p) for p in paths]
+    """Load and validate every input (bench, verify or probe; ResultFileError names a bad file), then write all
+    outputs into out_dir: report.html (the page), summary.md, results.csv, tables and plots."""
+    inputs = load_inputs(paths)
+    runs = inputs.runs
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     df, notes = results_frame(runs)
     files = ReportFiles(out, out / "summary.md", out / "report.html", out / "results.csv", notes=notes)
-    sections: list[tuple[str, list[Table]]] = [("Machines", [machine_table(runs)])]
+    sections: list[tuple[str, list[Table]]] = [("Machines", [machine_table(runs)])] if runs else []
     skipped = skipped_table(runs)
     summary: list[Table] = []
     bw_tables: list[Table] = []
+    top: list[Path] = []
     if df.empty:
         atomic_write_text(files.results_csv, "")
     else:
         atomic_write_text(files.results_csv, df.to_csv(index=False))
-        disp = attach_best(df, display_frame(df), runs, notes)
+        disp = attach_best(df, display_frame(df), runs, notes, inputs.verify)
         summary = summary_tables(disp, df)
         bw_tables = bandwidth.bandwidth_tables(disp, _largest_common_size, Table)
         base_tables, base_files = baseline_tables(df, disp, out)
@@ -690,7 +808,8 @@ def build_report(paths: Sequence[Path | str], out_dir: Path | str, *, plots: boo
         sections += [("Summary at the largest common size", summary), ("Ratios to the baselines", base_tables),
                      ("Bandwidth", bw_tables), ("Throughput", tp_tables)]
         if plots:
-            files.plots = _plots(disp, out, notes)
+            verdicts = {v.api: v.verdict for v in overview.api_verdicts([p for _, p in inputs.verify])}
+            files.plots, top = _plots(disp, out, notes, verdicts)
     overhead = overhead_table(runs)
     if overhead:
         summary = [*summary, overhead]
@@ -698,5 +817,6 @@ def build_report(paths: Sequence[Path | str], out_dir: Path | str, *, plots: boo
     if skipped:
         sections.append(("Not timed", [skipped]))
     atomic_write_text(files.summary_md, _summary_markdown(runs, [*summary, *bw_tables], notes))
-    atomic_write_text(files.html, _html_page(runs, sections, files.plots, out, notes))
+    atomic_write_text(files.html, _html_page(inputs, sections, files.plots, top, out, notes))
+    files.answers = overview.answer_lines([p for _, p in inputs.verify], [p for _, p in inputs.probe])
     return files

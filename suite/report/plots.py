@@ -146,3 +146,51 @@ def bar_plot(sub: "pd.DataFrame", path: Path, *, title: str) -> Path:
     ax.grid(True, axis="x", which="both", alpha=0.25)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     return _save(fig, path)
+
+
+RATIO_NAMES = {"x_copy": "× copy (time ÷ time of a plain copy of the same array)",
+               "x_best": "× best (time ÷ time of the fastest conforming API)"}
+
+
+FLAG_COLOURS = {"failed": "#c0392b", "known divergence": "#b9770e", "not certified": "#777777"}
+"""Tick-label colour of an API whose verify verdict is not "certified" (the chip colours' darker kin)."""
+
+
+def ratio_plot(at: "pd.DataFrame", path: Path, *, title: str, column: str = "x_copy",
+               verdicts: "dict[str, str] | None" = None) -> Path:
+    """The page's speed chart: every API at one size, forward and forward+backward side by side, as a ratio
+    (× copy: 1 = as fast as copying the array; × best: 1 = the fastest conforming API), fastest forward first.
+    Vertical bars and a log ratio axis, so that 40 APIs fit the width of the page in one glance. ``verdicts``
+    (API id -> verify verdict): the names of APIs that are not certified are coloured (fast is not right)."""
+    apis = at[~at["is_baseline"]]
+    fwd = apis[apis["direction"] == "forward"].set_index("label")[column]
+    fb = apis[apis["direction"] == "forward_backward"].set_index("label")[column]
+    labels = sorted(set(fwd.index) | set(fb.index), key=lambda l: (fwd.get(l, math.inf), l))
+    fig = Figure(figsize=(max(7.0, 1.2 + 0.27 * len(labels)), 4.6), layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    w = 0.4
+    xs = list(range(len(labels)))
+    for offset, series, color, name in ((-w / 2, fwd, "#4C72B0", "forward"), (w / 2, fb, "#DD8452", "forward+backward")):
+        values = [float(series.get(l, math.nan)) for l in labels]
+        ax.bar([x + offset for x in xs], values, width=w, color=color, label=name)
+    ax.axhline(1.0, color="#222222", linestyle="--", linewidth=1.0,
+               label="1 = copy of the array" if column == "x_copy" else "1 = fastest conforming")
+    ax.set_xticks(xs, labels, rotation=60, ha="right", rotation_mode="anchor", fontsize=7.5)
+    shown = set()
+    for tick, label in zip(ax.get_xticklabels(), labels):
+        verdict = (verdicts or {}).get(label.split(" ")[0])
+        if verdict in FLAG_COLOURS:
+            tick.set_color(FLAG_COLOURS[verdict])
+            shown.add(verdict)
+    for verdict in sorted(shown):  # legend entries for the label colours in use
+        ax.plot([], [], linestyle="none", marker="s", color=FLAG_COLOURS[verdict], label=f"name in this colour: {verdict}")
+    ax.set_xlim(-0.6, len(labels) - 0.4)
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _pos: f"{y:g}×"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_ylabel(f"{RATIO_NAMES.get(column, column).split(' (')[0]}, log (lower is faster)", fontsize=9)
+    ax.grid(True, axis="y", which="major", alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    ax.set_title(title, fontsize=10, loc="left")
+    return _save(fig, path)

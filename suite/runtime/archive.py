@@ -57,20 +57,26 @@ def is_archive(path: Path) -> bool:
     return path.name.endswith(ARCHIVE_SUFFIXES)
 
 
-def bench_files(paths: list[Path], scratch: Path) -> list[Path]:
-    """The benchmark files behind ``paths``: a JSON file as is, a run folder's bench.json files (any depth),
-    an archive's after unpacking it into ``scratch``. UsageError for a folder or archive without one."""
+RUN_RESULT_FILES = ("bench.json", "verify.json", "probe.json")  # what a run folder holds for the report's page
+
+
+def result_files(paths: list[Path], scratch: Path) -> list[Path]:
+    """The result files behind ``paths``: a JSON file as is; a run folder's (any depth) or an archive's (after
+    unpacking it into ``scratch``) bench.json, verify.json and probe.json, so the page gets all three answers.
+    UsageError for a folder or archive that holds none of them."""
     out: list[Path] = []
     for i, path in enumerate(paths):
         path = Path(path)
         if path.is_file() and is_archive(path):
-            found = sorted(unpack(path, Path(scratch) / f"archive-{i}").rglob("bench.json"))
+            root = unpack(path, Path(scratch) / f"archive-{i}")
         elif path.is_dir():
-            found = sorted(path.rglob("bench.json"))
+            root = path
         else:
             out.append(path)  # a file (or a missing path: the loader says so)
             continue
+        found = sorted(f for name in RUN_RESULT_FILES for f in root.rglob(name))
         if not found:
-            raise UsageError(f"{str(path)!r} holds no bench.json (a folder or archive of `dropbench run` / .ci/gpu-run)")
+            raise UsageError(f"{str(path)!r} holds no {', '.join(RUN_RESULT_FILES)} "
+                             "(a folder or archive of `dropbench run` / .ci/gpu-run)")
         out.extend(found)
     return out
