@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from suite.verify.correlation import agreements
 from suite.verify.stats import ALPHA_PER_CHECK, binomial_interval, hoeffding_count_halfwidth, hoeffding_halfwidth
 
 
@@ -181,16 +182,6 @@ def same_output(first: np.ndarray, second: np.ndarray) -> Outcome:
     return Outcome(False, f"{diff}/{np.size(first)} elements differ between two calls with the same seed")
 
 
-def different_masks(first: np.ndarray, second: np.ndarray) -> Outcome:
-    """Different seeds give different masks. A correct adapter gives identical masks with
-    probability (keep^2 + rate^2)^n, below 2^-4000 at the sizes used: no practical false fail."""
-    if first.all() and second.all():
-        return Outcome(False, "nothing was dropped, masks cannot be compared")
-    if np.array_equal(first, second):
-        return Outcome(False, "different seeds gave the same mask: the seed is ignored")
-    return Outcome(True, f"masks differ on {int(np.count_nonzero(first != second))}/{first.size}")
-
-
 # -- exact checks of the call itself ---------------------------------------------------------
 def dtype_kept(expected: str, seen: list[str], *, out: str = "output") -> Outcome:
     """Every call returned ``expected`` (the input dtype): a silent promotion (float16 -> float32) fails."""
@@ -268,21 +259,22 @@ def lag_agreement(mask: np.ndarray, keep: float, alpha: float = ALPHA_PER_CHECK,
         tests.append((excess, f"{where}: agree {agree}/{pairs}, accepted [{lo}, {hi}]", not lo <= agree <= hi))
     max_offset = n // 2
     if max_offset >= 1:
-        s = np.where(flat, 1.0, -1.0)
-        spectrum = np.fft.rfft(s, 2 * n)
-        corr = np.rint(np.fft.irfft(spectrum * np.conj(spectrum), 2 * n)[1:max_offset + 1])
-        pairs = n - np.arange(1, max_offset + 1)
-        agree = (pairs + corr) / 2
-        width = hoeffding_count_halfwidth(pairs, _split(alpha / 2, max_offset))
-        dev = np.abs(agree - pairs / 2) - width
-        i = int(np.argmax(dev / width))
-        tests.append((float(np.abs(agree[i] - pairs[i] / 2) / width[i]),
-                      f"flattened offset {i + 1}: agree {int(agree[i])}/{int(pairs[i])}, accepted +-{width[i]:.0f} around half",
-                      bool(dev[i] > 0)))
+        pairs, agree = agreements(flat, None, np.arange(1, max_offset + 1))
+        tests.append(_shift_test(pairs, agree, alpha / 2, lambda i: f"flattened offset {i + 1}"))
     if not tests:
         return Outcome(True, f"{n} mask element(s): no pairs to compare")
     passed, worst = _worst(tests)
     return Outcome(passed, f"{'worst' if passed else 'FAILED'}: {worst} ({len(short)} lags and {max_offset} offsets, alpha={alpha:g})")
+
+
+def _shift_test(pairs: np.ndarray, agree: np.ndarray, alpha: float, where) -> tuple[float, str, bool]:
+    """Every shift's agreement count within its Hoeffding width around pairs/2 (fair coins, Bonferroni
+    over the shifts); returns the most extreme shift as one sub-test, ``where(i)`` naming shift i."""
+    width = hoeffding_count_halfwidth(pairs, _split(alpha, pairs.size))
+    dev = np.abs(agree - pairs / 2) - width
+    i = int(np.argmax(dev / width))
+    return (float(np.abs(agree[i] - pairs[i] / 2) / width[i]),
+            f"{where(i)}: agree {int(agree[i])}/{int(pairs[i])}, accepted +-{width[i]:.0f} around half", bool(dev[i] > 0))
 
 
 def _slab_tests(counts: list[tuple[str, int, int]], keep: float, alpha: float) -> list[tuple[float, str, bool]]:

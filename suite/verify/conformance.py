@@ -18,7 +18,7 @@ import numpy as np
 
 from backends.base import ApiInfo, Unsupported, api_info
 from suite.spec import DropoutSpec
-from suite.verify import checks, contract
+from suite.verify import checks, contract, dispersion, independence
 from suite.verify.checks import Outcome
 
 RATES = (0.0, 0.1, 0.5, 0.9, 1.0)
@@ -239,7 +239,9 @@ class ApiChecker:
         # the next call continues the stream: it must not reuse or correlate with the mask
         y2, _ = self._call(x, None, spec.replace(seed=None))
         second = checks.group_mask(checks.kept_mask(y2), self.axes)
-        yield f"fresh-mask/{tag}", checks.independent_masks(checks.group_mask(mask, self.axes), second, keep)
+        yield f"fresh-mask/{tag}", checks.independent_masks(groups, second, keep)
+        if rate == INDEPENDENCE_RATE:
+            yield from self._across_calls(tag, x, spec, [groups, second], keep)
 
     @staticmethod
     def _p_all_dropped(rate: float, like: np.ndarray, axes: tuple[int, ...]) -> float:
@@ -257,10 +259,10 @@ class ApiChecker:
     def _seed(self, dtype: str) -> Iterator[tuple[str, Outcome]]:
         x, _ = make_inputs(self.shape, dtype)
         first, _ = self._call(x, None, self._spec(0.5, dtype, seed=7))
-        checks_between, _ = self._call(x, None, self._spec(0.5, dtype, seed=8))
+        self._call(x, None, self._spec(0.5, dtype, seed=8))
         again, _ = self._call(x, None, self._spec(0.5, dtype, seed=7))
-        yield f"seed/{dtype}", checks.same_output(first, again)
-        yield f"seed-changes-mask/{dtype}", checks.different_masks(checks.kept_mask(first), checks.kept_mask(checks_between))
+        yield f"seed/{dtype}", checks.same_output(first, again)  # with another seed in between
+        yield from self._cross_seed(x, dtype)  # another seed another, uncorrelated mask (was seed-changes-mask)
 
     def _vanilla(self, dtype: str) -> Iterator[tuple[str, Outcome]]:
         x, _ = make_inputs(self.shape, dtype)
@@ -286,11 +288,32 @@ class ApiChecker:
         yield f"broadcast-position/{tag}", checks.position_uniform(checks.group_mask(mask, axes), keep)
 
     def _independence(self, tag: str, x: np.ndarray, groups: np.ndarray, keep: float) -> Iterator[tuple[str, Outcome]]:
-        """Independence within the call: lags and offsets, position, |x| (the last only per element)."""
+        """Independence within the call: lags and offsets, position, |x| (the last only per element), spread."""
         yield f"lag/{tag}", checks.lag_agreement(groups, keep)
         yield f"position/{tag}", checks.position_uniform(groups, keep)
         if not self.axes:
             yield f"magnitude/{tag}", checks.magnitude_uniform(x, groups, keep)
+        yield f"dispersion/{tag}", dispersion.groups_dispersion(groups, keep)
+
+    # -- issue 25: independence between calls and seeds, spread of counts over calls ------------
+    def _across_calls(self, tag: str, x: np.ndarray, spec: DropoutSpec, masks: list[np.ndarray],
+                      keep: float) -> Iterator[tuple[str, Outcome]]:
+        """The stream continued for CHAIN_CALLS masks in all: consecutive ones uncorrelated at every
+        shift but 0 (fresh-mask's), and their kept counts spread as Binomial counts do."""
+        while len(masks) < independence.CHAIN_CALLS:
+            y, _ = self._call(x, None, spec.replace(seed=None))
+            masks.append(checks.group_mask(checks.kept_mask(y), self.axes))
+        pairs = [(f"calls {i + 1},{i + 2}", masks[i], masks[i + 1]) for i in range(len(masks) - 1)]
+        yield f"cross-call/{tag}", independence.masks_independent(pairs, keep, zero=False)
+        yield f"call-dispersion/{tag}", dispersion.calls_dispersion(masks, keep)
+
+    def _cross_seed(self, x: np.ndarray, dtype: str) -> Iterator[tuple[str, Outcome]]:
+        """Seeds s, s+1, s+2, s+1000 give masks uncorrelated at every shift, 0 included."""
+        keep, seeds = 1.0 - INDEPENDENCE_RATE, [CALL_SEED + d for d in independence.SEED_OFFSETS]
+        masks = [checks.group_mask(checks.kept_mask(self._call(x, None, self._spec(INDEPENDENCE_RATE, dtype, seed=s))[0]),
+                                   self.axes) for s in seeds]
+        pairs = [(f"seeds {seeds[i]},{seeds[j]}", masks[i], masks[j]) for i, j in independence.SEED_PAIRS]
+        yield f"cross-seed/{dtype}", independence.masks_independent(pairs, keep, zero=True)
 
 
 def check_api(backend: Any, api: str) -> list[CheckRecord]:

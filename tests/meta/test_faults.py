@@ -13,12 +13,17 @@ from suite.verify.runner import run_verify
 FAULTS = {
     "ScaleByRate": {"values", "mean"},
     "RateKeepSwapped": {"values", "kept-fraction", "zeros", "identity"},
-    "MaskReused": {"fresh-mask", "seed-changes-mask"},
+    "MaskReused": {"fresh-mask", "cross-seed", "call-dispersion"},
     "GradientUnmasked": {"gradient"},
     "TrainEvalSwapped": {"eval", "values", "zeros"},
     "BroadcastNotShared": {"broadcast-shared"},
     "VanillaAsInverted": {"vanilla-train", "vanilla-eval"},
     "SeedIgnored": {"seed"},
+    "SeedValueIgnored": {"cross-seed"},
+    "HalfCallAdvance": {"cross-call"},
+    "SeedAsOffset": {"cross-seed"},
+    "FixedCount": {"call-dispersion"},
+    "RowKeepVaries": {"dispersion"},
 }
 
 
