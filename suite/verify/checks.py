@@ -143,19 +143,23 @@ def kept_fraction(groups: np.ndarray, keep: float, alpha: float = ALPHA_PER_CHEC
     return Outcome(lo <= k <= hi, detail)
 
 
-def mean_preserved(x: np.ndarray, y: np.ndarray, keep: float, axes: tuple[int, ...] = (), alpha: float = ALPHA_PER_CHECK) -> Outcome:
-    """sum(y) is within the Hoeffding bound of sum(x): E[y] = x for inverted dropout.
+def mean_preserved(x: np.ndarray, y: np.ndarray, keep: float, axes: tuple[int, ...] = (), alpha: float = ALPHA_PER_CHECK,
+                   scale: float | None = None) -> Outcome:
+    """sum(y) is within the Hoeffding bound of keep*scale*sum(x): E[y] = x for inverted dropout (scale
+    1/keep, the default), E[y] = keep*x for vanilla (scale 1).
 
-    Each mask group contributes a term between 0 and sum_group(x)/keep (x has both signs in
-    the checks, so the range is |sum_group(x)|/keep).
+    Each mask group contributes a term between 0 and sum_group(x)*scale (x has both signs in
+    the checks, so the range is |sum_group(x)|*scale).
     """
     ys = _f64(y)
     if np.isnan(ys).any():
         return Outcome(False, "output has NaN")
-    total_x, total_y = float(_f64(x).sum()), float(ys.sum())
-    ranges = np.abs(_f64(x).sum(axis=axes) if axes else _f64(x)) / keep
+    s = 1.0 / keep if scale is None else scale
+    total_x, total_y = float(_f64(x).sum()) * keep * s, float(ys.sum())
+    ranges = np.abs(_f64(x).sum(axis=axes) if axes else _f64(x)) * s
     width = hoeffding_halfwidth(ranges, alpha)
-    detail = f"sum(y)={total_y:.6g} vs sum(x)={total_x:.6g}, accepted +-{width:.4g} (alpha={alpha:g})"
+    what = "sum(x)" if scale is None or abs(keep * s - 1) < 1e-12 else f"{keep * s:g}*sum(x)"
+    detail = f"sum(y)={total_y:.6g} vs {what}={total_x:.6g}, accepted +-{width:.4g} (alpha={alpha:g})"
     return Outcome(abs(total_y - total_x) <= width, detail)
 
 

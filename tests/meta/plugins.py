@@ -465,8 +465,30 @@ class Hidden16Groups(CorrectDropout):
         return multiplier
 
 
+class InvertedUnsupported(CorrectDropout):
+    """Declares both scalings (the default) but every inverted training call raises Unsupported: not certified."""
+
+    def forward(self, x, spec, *, api):
+        if spec.scaling == "inverted" and spec.training and spec.rate not in (0.0, 1.0):
+            raise Unsupported("only vanilla dropout here")
+        return super().forward(x, spec, api=api)
+
+    def forward_backward(self, x, grad_out, spec, *, api):
+        self.forward(x, spec, api=api)
+        return super().forward_backward(x, grad_out, spec, api=api)
+
+
+class NoScaling(CorrectDropout):
+    """A correct dropout that declares no training scaling at all: nothing runs, not certified."""
+
+    scalings = ()
+
+
 class VanillaOnly(CorrectDropout):
-    """Only the vanilla scheme: every inverted call raises Unsupported (not certified)."""
+    """The classic paper's scheme only (scalings = ("vanilla",)); every inverted call raises Unsupported.
+    Correct: verify runs every family in vanilla scaling and must certify it."""
+
+    scalings = ("vanilla",)
 
     def forward(self, x, spec, *, api):
         if spec.scaling == "inverted" and spec.training and spec.rate not in (0.0, 1.0):

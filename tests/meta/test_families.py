@@ -111,7 +111,7 @@ def _run(backend) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
 
 
 @pytest.mark.parametrize("plugin, expected", [("CorrectDropout", ELEMENTWISE_FAMILIES), ("CorrectChannelDropout", LAYOUT_FAMILIES),
-                                              ("InplaceDeclared", ELEMENTWISE_FAMILIES)])
+                                              ("InplaceDeclared", ELEMENTWISE_FAMILIES), ("VanillaOnly", ELEMENTWISE_FAMILIES)])
 def test_correct_plugins_run_exactly_these_families(plugin: str, expected: set[str]) -> None:
     failed, passed, errored = _statuses(plugin)
     assert not failed and not errored, (failed, errored)
