@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from suite.verify import independence
 from suite.verify.checks import rounding_tolerance
+from suite.verify.correlation import agreements
 from suite.verify.stats import ALPHA_PER_CHECK, binomial_interval
 
 OUTCOMES = ("error", "crash", "timeout", "n/a", "empty", "nan", "identity", "zeros", "inverted", "vanilla", "other")
@@ -33,10 +35,11 @@ FORWARD_MASK, FORWARD_MASK_OTHER_SCALE, OTHER_MASK = "forward mask", "forward ma
 SHARED_AS_ASKED = "shared as asked"
 DROPPED_NAN_ZERO, NAN_SURVIVES = "dropped NaN -> 0", "dropped NaN stays NaN"
 DROPS_RATE, DROPS_KEEP = "drops 10% (rate)", "drops 90% (reads rate as keep_prob)"
+SEEDS_INDEPENDENT, SEEDS_SHIFTED, SEEDS_CORRELATED = "independent", "s+1 = s's mask moved", "correlated"
 
 # Findings measured in two processes are filled in by the parent (probe_run), not the worker.
 KINDS = ("forward", "grad-values", "grad-mask", "seed-twice", "process", "broadcast", "keep-share", "kept-value",
-         "device-seed", "compiled", "compiled-grad", "rate-resolution", "threads")
+         "device-seed", "compiled", "compiled-grad", "rate-resolution", "threads", "seed-neighbours")
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,9 @@ CASES: tuple[Case, ...] = (
           checks=("values/rate=0.1/float32", "kept-fraction/rate=0.1/float32")),
     _case("seed-twice", "The same seed in two calls of one process: the same mask?",
           kind="seed-twice", expected=SAME_MASK, convention=True, checks=("seed/float32",)),
+    _case("seed-neighbours", "Seeds s and s+1 (layers seeded base + i): independent masks, or one mask moved along "
+          "the other (a seed used as an offset into one stream)? Every shift tested, as verify's cross-seed does.",
+          kind="seed-neighbours", expected=SEEDS_INDEPENDENT, convention=True, checks=("cross-seed/float32",)),
     _case("seed-process", "The same seed in two fresh processes: the same mask (reproducible runs)?",
           kind="process", expected=SAME_MASK, convention=True),
     _case("unseeded-process", "No seed, first calls of two fresh processes: fresh masks, or a fixed default seed?",
@@ -332,6 +338,19 @@ def mask_digest(y: np.ndarray) -> str:
 
 def same_mask_finding(first: np.ndarray, second: np.ndarray) -> str:
     return SAME_MASK if np.array_equal(_f64(first) != 0, _f64(second) != 0) else NEW_MASK
+
+
+def seed_neighbour_finding(first: np.ndarray, second: np.ndarray) -> tuple[str, dict[str, Any]]:
+    """Masks of seeds s and s+1 (keep 0.5): independent at every shift (verify's cross-seed test), or the
+    best shift (where they agree most) and how much, e.g. all of it for a seed used as an offset."""
+    a, b = _f64(first) != 0, _f64(second) != 0
+    if independence.masks_independent([("s,s+1", a, b)], 0.5, zero=True).passed:
+        return SEEDS_INDEPENDENT, {}
+    d = independence.shifts(a.size, zero=True)
+    pairs, agree = agreements(a, b, d)
+    i = int(np.argmax(np.abs(agree - pairs / 2) / pairs))
+    detail = {"shift": int(d[i]), "agree": f"{int(agree[i])}/{int(pairs[i])}"}
+    return (SEEDS_SHIFTED if agree[i] >= 0.99 * pairs[i] else SEEDS_CORRELATED), detail
 
 
 def keep_share_finding(y: np.ndarray, rate: float, alpha: float = ALPHA_PER_CHECK) -> str:

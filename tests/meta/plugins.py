@@ -484,20 +484,11 @@ class NoScaling(CorrectDropout):
     scalings = ()
 
 
-class VanillaOnly(CorrectDropout):
-    """The classic paper's scheme only (scalings = ("vanilla",)); every inverted call raises Unsupported.
-    Correct: verify runs every family in vanilla scaling and must certify it."""
+class VanillaOnly(InvertedUnsupported):
+    """The classic paper's scheme only, declared so (scalings = ("vanilla",)); inverted calls still raise
+    Unsupported. Correct: verify runs every family in vanilla scaling and must certify it."""
 
     scalings = ("vanilla",)
-
-    def forward(self, x, spec, *, api):
-        if spec.scaling == "inverted" and spec.training and spec.rate not in (0.0, 1.0):
-            raise Unsupported("only vanilla dropout here")
-        return super().forward(x, spec, api=api)
-
-    def forward_backward(self, x, grad_out, spec, *, api):
-        self.forward(x, spec, api=api)
-        return super().forward_backward(x, grad_out, spec, api=api)
 
 
 class AllUnsupported(CorrectDropout):
