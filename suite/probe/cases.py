@@ -175,7 +175,8 @@ CASES: tuple[Case, ...] = (
           kind="seed-twice", expected=SAME_MASK, convention=True, checks=("seed/float32",)),
     _case("seed-neighbours", "Seeds s and s+1 (layers seeded base + i): independent masks, or one mask moved along "
           "the other (a seed used as an offset into one stream)? Every shift tested, as verify's cross-seed does.",
-          kind="seed-neighbours", expected=SEEDS_INDEPENDENT, convention=True, checks=("cross-seed/float32",)),
+          kind="seed-neighbours", shape=(256, 256), expected=SEEDS_INDEPENDENT, convention=True,
+          checks=("cross-seed/float32",)),  # verify's size: a generator split into per-thread states shows at 65536
     _case("seed-process", "The same seed in two fresh processes: the same mask (reproducible runs)?",
           kind="process", expected=SAME_MASK, convention=True),
     _case("unseeded-process", "No seed, first calls of two fresh processes: fresh masks, or a fixed default seed?",
@@ -199,9 +200,9 @@ CASES: tuple[Case, ...] = (
 # --- issue 18: compiled vs eager, rate resolution, thread count (a block of its own, to ease merging) ----
 EAGER_MASK, NOT_EAGER_MASK = "eager's mask", "not eager's mask"
 RESOLUTION_SHAPE = (2048, 1024)
-"""2**21 elements: the exact Binomial regions (level 1e-9) of each resolution rate and of its 1/16 and
-1/256 grid neighbours are disjoint (tests/test_probes.py checks it), so a quantizing API is told apart
-from an exact one with false-fail probability <= 1e-9 per neighbour; one float32 forward is 8 MiB."""
+"""2**21 elements: the exact Binomial regions (level ALPHA_PER_CHECK, 2.5e-10) of each resolution rate and of
+its 1/16 and 1/256 grid neighbours are disjoint (tests/test_probes.py checks it), so a quantizing API is told
+apart from an exact one with false-fail probability <= ALPHA_PER_CHECK per neighbour; one float32 forward is 8 MiB."""
 RESOLUTION_STEPS = (("1/16", 1 / 16), ("1/256", 1 / 256))
 THREADS_SHAPE = (1024, 1024)  # 2**20 elements: above torch's and MXNet's per-thread grain, so two threads split it
 AS_GIVEN = "p as given (finer than 1/256)"
@@ -356,7 +357,7 @@ def seed_neighbour_finding(first: np.ndarray, second: np.ndarray) -> tuple[str, 
 def keep_share_finding(y: np.ndarray, rate: float, alpha: float = ALPHA_PER_CHECK) -> str:
     """Whether ``rate`` was read as the drop probability or as the keep probability.
 
-    The kept count must fall in the exact Binomial(n, 1-rate) region of level alpha (1e-9):
+    The kept count must fall in the exact Binomial(n, 1-rate) region of level alpha (ALPHA_PER_CHECK):
     a correct API is misread with probability <= alpha, and the two regions are disjoint.
     """
     mask = _f64(y) != 0
