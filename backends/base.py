@@ -38,6 +38,9 @@ then accepts a call that changes its input, which otherwise fails ``input-unchan
 
 KNOWN_CAPABILITIES: frozenset[str] = CAPABILITIES | OPT_IN_CAPABILITIES
 
+SCALINGS: tuple[str, ...] = ("inverted", "vanilla")
+"""The training scalings an API may implement (``ApiInfo.scalings``, or a plugin's ``scalings``)."""
+
 
 DIRECTIONS = ("forward", "forward_backward")
 
@@ -115,6 +118,20 @@ class ApiInfo:
     benchmarks time next to eager through ``prepare(..., compiled=True)``; None: eager only."""
     traffic: Traffic = ASSUMED_TRAFFIC
     """What one step moves per element (the bench's ``bytes_moved``); default: a stored 1-byte mask, undeclared."""
+    scalings: tuple[str, ...] | None = None
+    """The training scalings the API implements, from :data:`SCALINGS`; None: inverted, plus vanilla
+    when the 'vanilla' capability is declared. ``verify`` runs its training families in the first one
+    and certifies only when every family of each declared scaling ran; an API naming none is not certified."""
+
+
+def declared_scalings(info: ApiInfo) -> tuple[str, ...]:
+    """The scalings ``info`` declares, in :data:`SCALINGS` order; ValueError naming an unknown one."""
+    if info.scalings is None:
+        return ("inverted",) + (("vanilla",) if "vanilla" in info.capabilities else ())
+    unknown = set(info.scalings) - set(SCALINGS)
+    if unknown or isinstance(info.scalings, str):
+        raise ValueError(f"scalings must be a collection of {SCALINGS}, got {info.scalings!r}")
+    return tuple(s for s in SCALINGS if s in info.scalings)
 
 
 @runtime_checkable
@@ -157,7 +174,13 @@ def api_info(backend: Any, api: str) -> ApiInfo:
     dtypes = getattr(backend, "dtypes", ("float32",))
     if isinstance(dtypes, Mapping):
         dtypes = dtypes.get(api, ("float32",))
-    return ApiInfo(capabilities=frozenset(caps), dtypes=tuple(dtypes))
+    scalings = getattr(backend, "scalings", None)
+    if isinstance(scalings, Mapping):
+        scalings = scalings.get(api)
+    info = ApiInfo(capabilities=frozenset(caps), dtypes=tuple(dtypes),
+                   scalings=None if scalings is None else tuple(scalings) if not isinstance(scalings, str) else scalings)
+    declared_scalings(info)  # an unknown scaling is a ValueError here, before any check
+    return info
 
 
 @dataclass

@@ -94,12 +94,21 @@ def _record(check: str, status: str, detail: str = "d") -> dict:
     return {"backend": "b", "api": "b:a", "check": check, "status": status, "detail": detail}
 
 
-def test_coverage_certifies_only_when_inverted_training_ran() -> None:
-    ran = coverage([_record("values/rate=0.5/float32", "pass"), _record("eval/float32", "skip", "no eval")])[0]
-    assert ran.certified and "inverted training" in ran.ran and ran.skipped["eval"] == "skip: no eval"
-    vanilla_only = coverage([_record("train/rate=0.5/float32", "skip", "only vanilla"),
-                             _record("vanilla-train/rate=0.5/float32", "pass")])[0]
-    assert not vanilla_only.certified and "inverted training" in vanilla_only.reason and "only vanilla" in vanilla_only.reason
+def test_coverage_certifies_only_when_every_declared_family_ran() -> None:
+    ran = coverage([_record("values/rate=0.5/float32", "pass"), _record("eval/float32", "skip", "b:a does not declare 'eval'")])[0]
+    assert ran.certified and "training" in ran.ran and ran.skipped["eval"] == "skip: b:a does not declare 'eval'"
+    eval_unsupported = coverage([_record("values/rate=0.5/float32", "pass"), _record("eval/float32", "skip", "no eval here")])[0]
+    assert not eval_unsupported.certified and eval_unsupported.reason == "the eval family did not run (skip: no eval here)"
+    inverted_refused = coverage([_record("train/rate=0.5/float32", "skip", "only vanilla"),
+                                 _record("vanilla-train/rate=0.5/float32", "pass")])[0]
+    assert not inverted_refused.certified and "training family" in inverted_refused.reason
+    assert "only vanilla" in inverted_refused.reason
+    vanilla_only = coverage([_record("inverted/float32", "skip", "b:a does not declare 'inverted'"),
+                             _record("values/rate=0.5/float32", "pass"), _record("vanilla-train/rate=0.5/float32", "pass")])[0]
+    assert vanilla_only.certified and vanilla_only.scalings == ["vanilla"] and "training (vanilla)" in vanilla_only.line()
+    neither = coverage([_record("inverted/float32", "skip", "b:a does not declare 'inverted'"),
+                        _record("vanilla/float32", "skip", "b:a does not declare 'vanilla'")])[0]
+    assert not neither.certified and neither.reason == "it declares neither inverted nor vanilla training"
     nothing = coverage([_record("identity/rate=0/float32", "skip")])[0]
     assert not nothing.certified and nothing.reason == "no check ran"
     assert "NOT CERTIFIED" in nothing.line()

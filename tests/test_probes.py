@@ -263,6 +263,17 @@ def test_same_mask_and_nan_input_findings() -> None:
     assert probes.nan_input_finding(x, kept) == probes.NAN_SURVIVES
 
 
+def test_seed_neighbour_finding_tells_an_offset_seed_from_independent_ones() -> None:
+    rng = np.random.default_rng(10369)
+    first, second = (np.where(rng.random((64, 64)) < 0.5, 2.0, 0.0) for _ in range(2))
+    assert probes.seed_neighbour_finding(first, second) == (probes.SEEDS_INDEPENDENT, {})
+    moved = np.roll(first.ravel(), -512).reshape(first.shape)  # MXNet: seed s+1 = seed s moved by one thread's share
+    label, detail = probes.seed_neighbour_finding(first, moved)
+    assert label == probes.SEEDS_SHIFTED and detail["shift"] == -512 and detail["agree"] == "3584/3584"
+    half = np.where(rng.random(first.shape) < 0.5, moved, second)
+    assert probes.seed_neighbour_finding(first, half)[0] == probes.SEEDS_CORRELATED
+
+
 def test_unchecked_spec_passes_bad_rates_through_and_validation_stays_default() -> None:
     for rate in (-0.1, 1.5, math.nan, 1, np.array(0.5, dtype=np.float32)):
         assert DropoutSpec.unchecked(rate).rate is rate

@@ -13,7 +13,7 @@ import pytest
 
 from backends.numpy_backend import NumpyBackend
 from suite.spec import DropoutSpec
-from suite.verify import checks
+from suite.verify import checks, dispersion, independence
 from suite.verify.conformance import DEFAULT_SHAPE, make_inputs
 from tests.meta import plugins
 from tests.meta.plugins import MaskReused, RateKeepSwapped, ScaleByRate
@@ -150,4 +150,76 @@ def test_independence_false_fail_rate(name: str, check) -> None:
     (they are Bonferroni unions, so well below it)."""
     rng = np.random.default_rng(11)
     fails = sum(not check(rng.random(SMALL.shape) < 0.5).passed for _ in range(SEEDS))
+    assert fails / SEEDS <= _upper(ALPHA), (name, fails)
+
+
+# -- issue 25: between calls, between seeds, spread of counts: 200 seeds at the production sizes ----
+
+CHAIN = independence.CHAIN_CALLS
+
+
+def _chain(backend, seed: int) -> list[np.ndarray]:
+    """CHAIN_CALLS masks as the plan draws them: one seeded call, the rest continue the stream."""
+    masks = []
+    for i in range(CHAIN):
+        spec = DropoutSpec(rate=0.5, seed=seed if i == 0 else None)
+        masks.append(checks.kept_mask(backend.forward(X_PROD.copy(), spec, api="dropout")))
+    return masks
+
+
+def _seeds(backend, seed: int) -> list[np.ndarray]:
+    return [checks.kept_mask(backend.forward(X_PROD.copy(), DropoutSpec(rate=0.5, seed=seed + d), api="dropout"))
+            for d in independence.SEED_OFFSETS]
+
+
+def _cross_call(backend, seed):
+    m = _chain(backend, seed)
+    return independence.masks_independent([(f"{i}", m[i], m[i + 1]) for i in range(CHAIN - 1)], 0.5, zero=False)
+
+
+def _cross_seed(backend, seed):
+    m = _seeds(backend, 1000 + seed)
+    return independence.masks_independent([(f"{i},{j}", m[i], m[j]) for i, j in independence.SEED_PAIRS], 0.5, zero=True)
+
+
+def _call_dispersion(backend, seed):
+    return dispersion.calls_dispersion(_chain(backend, seed), 0.5)
+
+
+def _dispersion(backend, seed):
+    y = backend.forward(X_PROD.copy(), DropoutSpec(rate=0.5, seed=seed), api="dropout")
+    return dispersion.groups_dispersion(checks.kept_mask(y), 0.5)
+
+
+BETWEEN = {"HalfCallAdvance": _cross_call, "SeedAsOffset": _cross_seed, "FixedCount": _call_dispersion,
+           "RowKeepVaries": _dispersion}
+
+
+@pytest.mark.parametrize("fault", sorted(BETWEEN))
+def test_between_call_fault_is_caught_in_99_percent_of_seeds(fault: str) -> None:
+    """Measured power >= 99% at alpha=2.5e-10 and the production shape, over 200 seeds (each fault's own check)."""
+    caught = sum(not BETWEEN[fault](getattr(plugins, fault)(), seed).passed for seed in POWER_SEEDS)
+    assert caught >= 0.99 * len(POWER_SEEDS), f"{fault}: caught in {caught}/{len(POWER_SEEDS)} seeds"
+
+
+def test_correct_plugin_passes_the_between_call_checks_on_the_same_seeds() -> None:
+    """The correct plugin fails none of the 4 new checks on the same 200 seeds: each fails falsely with
+    probability <= 2.5e-10, so this test fails falsely with <= 200*4*2.5e-10 = 2e-7."""
+    failures = [(name, seed, o.detail) for name, check in BETWEEN.items() for seed in POWER_SEEDS
+                if not (o := check(plugins.CorrectDropout(), seed)).passed]
+    assert not failures, failures[:3]
+
+
+@pytest.mark.parametrize("name, check", [
+    ("cross-call", lambda r: independence.masks_independent([("a,b", r.random((32, 32)) < 0.5, r.random((32, 32)) < 0.5)],
+                                                            0.5, zero=False, alpha=ALPHA)),
+    ("cross-seed", lambda r: independence.masks_independent([("a,b", r.random((32, 32)) < 0.5, r.random((32, 32)) < 0.5)],
+                                                            0.5, zero=True, alpha=ALPHA)),
+    ("call-dispersion", lambda r: dispersion.calls_dispersion([r.random((32, 32)) < 0.5 for _ in range(CHAIN)], 0.5, ALPHA)),
+    ("dispersion", lambda r: dispersion.groups_dispersion(r.random((32, 32)) < 0.5, 0.5, ALPHA)),
+])
+def test_between_call_false_fail_rate(name: str, check) -> None:
+    """At alpha=0.01 on a small shape, over 3000 correct draws, each new check fails at most at the stated rate."""
+    rng = np.random.default_rng(25)
+    fails = sum(not check(rng).passed for _ in range(SEEDS))
     assert fails / SEEDS <= _upper(ALPHA), (name, fails)

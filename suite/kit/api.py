@@ -131,7 +131,7 @@ class ConformanceResult:
 
     @property
     def certified(self) -> bool:
-        """Every API certified (its inverted-training family ran) and no check failed: verify's exit code 0."""
+        """Every API certified (every family of its declared scaling(s) ran) and no check failed: verify's exit code 0."""
         return self.report.exit_code() == 0
 
     ok = certified

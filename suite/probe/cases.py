@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from suite.verify import independence
 from suite.verify.checks import rounding_tolerance
+from suite.verify.correlation import agreements
 from suite.verify.stats import ALPHA_PER_CHECK, binomial_interval
 
 OUTCOMES = ("error", "crash", "timeout", "n/a", "empty", "nan", "identity", "zeros", "inverted", "vanilla", "other")
@@ -33,10 +35,11 @@ FORWARD_MASK, FORWARD_MASK_OTHER_SCALE, OTHER_MASK = "forward mask", "forward ma
 SHARED_AS_ASKED = "shared as asked"
 DROPPED_NAN_ZERO, NAN_SURVIVES = "dropped NaN -> 0", "dropped NaN stays NaN"
 DROPS_RATE, DROPS_KEEP = "drops 10% (rate)", "drops 90% (reads rate as keep_prob)"
+SEEDS_INDEPENDENT, SEEDS_SHIFTED, SEEDS_CORRELATED = "independent", "s+1 = s's mask moved", "correlated"
 
 # Findings measured in two processes are filled in by the parent (probe_run), not the worker.
 KINDS = ("forward", "grad-values", "grad-mask", "seed-twice", "process", "broadcast", "keep-share", "kept-value",
-         "device-seed", "compiled", "compiled-grad", "rate-resolution", "threads")
+         "device-seed", "compiled", "compiled-grad", "rate-resolution", "threads", "seed-neighbours")
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,10 @@ CASES: tuple[Case, ...] = (
           checks=("values/rate=0.1/float32", "kept-fraction/rate=0.1/float32")),
     _case("seed-twice", "The same seed in two calls of one process: the same mask?",
           kind="seed-twice", expected=SAME_MASK, convention=True, checks=("seed/float32",)),
+    _case("seed-neighbours", "Seeds s and s+1 (layers seeded base + i): independent masks, or one mask moved along "
+          "the other (a seed used as an offset into one stream)? Every shift tested, as verify's cross-seed does.",
+          kind="seed-neighbours", shape=(256, 256), expected=SEEDS_INDEPENDENT, convention=True,
+          checks=("cross-seed/float32",)),  # verify's size: a generator split into per-thread states shows at 65536
     _case("seed-process", "The same seed in two fresh processes: the same mask (reproducible runs)?",
           kind="process", expected=SAME_MASK, convention=True),
     _case("unseeded-process", "No seed, first calls of two fresh processes: fresh masks, or a fixed default seed?",
@@ -193,9 +200,9 @@ CASES: tuple[Case, ...] = (
 # --- issue 18: compiled vs eager, rate resolution, thread count (a block of its own, to ease merging) ----
 EAGER_MASK, NOT_EAGER_MASK = "eager's mask", "not eager's mask"
 RESOLUTION_SHAPE = (2048, 1024)
-"""2**21 elements: the exact Binomial regions (level 1e-9) of each resolution rate and of its 1/16 and
-1/256 grid neighbours are disjoint (tests/test_probes.py checks it), so a quantizing API is told apart
-from an exact one with false-fail probability <= 1e-9 per neighbour; one float32 forward is 8 MiB."""
+"""2**21 elements: the exact Binomial regions (level ALPHA_PER_CHECK, 2.5e-10) of each resolution rate and of
+its 1/16 and 1/256 grid neighbours are disjoint (tests/test_probes.py checks it), so a quantizing API is told
+apart from an exact one with false-fail probability <= ALPHA_PER_CHECK per neighbour; one float32 forward is 8 MiB."""
 RESOLUTION_STEPS = (("1/16", 1 / 16), ("1/256", 1 / 256))
 THREADS_SHAPE = (1024, 1024)  # 2**20 elements: above torch's and MXNet's per-thread grain, so two threads split it
 AS_GIVEN = "p as given (finer than 1/256)"
@@ -334,10 +341,23 @@ def same_mask_finding(first: np.ndarray, second: np.ndarray) -> str:
     return SAME_MASK if np.array_equal(_f64(first) != 0, _f64(second) != 0) else NEW_MASK
 
 
+def seed_neighbour_finding(first: np.ndarray, second: np.ndarray) -> tuple[str, dict[str, Any]]:
+    """Masks of seeds s and s+1 (keep 0.5): independent at every shift (verify's cross-seed test), or the
+    best shift (where they agree most) and how much, e.g. all of it for a seed used as an offset."""
+    a, b = _f64(first) != 0, _f64(second) != 0
+    if independence.masks_independent([("s,s+1", a, b)], 0.5, zero=True).passed:
+        return SEEDS_INDEPENDENT, {}
+    d = independence.shifts(a.size, zero=True)
+    pairs, agree = agreements(a, b, d)
+    i = int(np.argmax(np.abs(agree - pairs / 2) / pairs))
+    detail = {"shift": int(d[i]), "agree": f"{int(agree[i])}/{int(pairs[i])}"}
+    return (SEEDS_SHIFTED if agree[i] >= 0.99 * pairs[i] else SEEDS_CORRELATED), detail
+
+
 def keep_share_finding(y: np.ndarray, rate: float, alpha: float = ALPHA_PER_CHECK) -> str:
     """Whether ``rate`` was read as the drop probability or as the keep probability.
 
-    The kept count must fall in the exact Binomial(n, 1-rate) region of level alpha (1e-9):
+    The kept count must fall in the exact Binomial(n, 1-rate) region of level alpha (ALPHA_PER_CHECK):
     a correct API is misread with probability <= alpha, and the two regions are disjoint.
     """
     mask = _f64(y) != 0

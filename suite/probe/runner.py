@@ -81,6 +81,11 @@ def _observe(backend: Any, api: str, case: Case, x: np.ndarray, spec: DropoutSpe
     elif case.kind == "rate-resolution":
         finding, measured = probes.resolution_finding(y, float(case.rate))
         detail.update(measured)
+    elif case.kind == "seed-neighbours":  # issue 25: seed s+1's mask against seed s's, at every shift
+        if spec.seed is None:
+            raise Unsupported(f"{backend.name}:{api} takes no seed")
+        finding, shift = probes.seed_neighbour_finding(y, forward(spec.replace(seed=spec.seed + 1)))
+        detail.update(shift)
     elif case.kind == "threads":
         detail = probes.summarize(y, values=False)
         detail["mask_digest"] = probes.mask_digest(y)

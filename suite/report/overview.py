@@ -64,7 +64,7 @@ class Verdict:
 
 def api_verdicts(payloads: Sequence[dict[str, Any]]) -> list[Verdict]:
     """Per API (first-seen order) from verify payloads: failed (a check failed, errored or its worker died) before
-    not certified (the inverted-training family never ran) before known divergence before certified, as
+    not certified (a family of the scaling(s) it declares never ran) before known divergence before certified, as
     `dropbench verify` decides; a backend that did not run is listed with its reason."""
     records = [r for p in payloads for r in p.get("records") or []]
     out: list[Verdict] = []
@@ -123,8 +123,8 @@ def conformance_html(verdicts: Sequence[Verdict], sources: Sequence[Path]) -> st
                       for v in vs if v.verdict != "certified")
         rows.append(f"<tr><td>{html.escape(backend)}</td><td><div class='chips'>{chips}</div>{why}</td></tr>")
     names = ", ".join(html.escape(str(s)) for s in sources)
-    return (f"<p class='caption'>{line} — from {names}. Certified: every check that ran passed and the inverted-training "
-            "family ran; known divergence: a failure documented in backends/known_divergences.toml (with its upstream "
+    return (f"<p class='caption'>{line} — from {names}. Certified: every check that ran passed and every family of the "
+            "scaling(s) it declares ran; known divergence: a failure documented in backends/known_divergences.toml (with its upstream "
             "link); failed: a check failed or errored (the first failing check is named, every record is in the "
             "details below).</p>\n"
             f"<table class='conf'><tbody>{''.join(rows)}</tbody></table>\n")

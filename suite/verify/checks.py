@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from suite.verify.correlation import agreements
 from suite.verify.stats import ALPHA_PER_CHECK, binomial_interval, hoeffding_count_halfwidth, hoeffding_halfwidth
 
 
@@ -142,19 +143,23 @@ def kept_fraction(groups: np.ndarray, keep: float, alpha: float = ALPHA_PER_CHEC
     return Outcome(lo <= k <= hi, detail)
 
 
-def mean_preserved(x: np.ndarray, y: np.ndarray, keep: float, axes: tuple[int, ...] = (), alpha: float = ALPHA_PER_CHECK) -> Outcome:
-    """sum(y) is within the Hoeffding bound of sum(x): E[y] = x for inverted dropout.
+def mean_preserved(x: np.ndarray, y: np.ndarray, keep: float, axes: tuple[int, ...] = (), alpha: float = ALPHA_PER_CHECK,
+                   scale: float | None = None) -> Outcome:
+    """sum(y) is within the Hoeffding bound of keep*scale*sum(x): E[y] = x for inverted dropout (scale
+    1/keep, the default), E[y] = keep*x for vanilla (scale 1).
 
-    Each mask group contributes a term between 0 and sum_group(x)/keep (x has both signs in
-    the checks, so the range is |sum_group(x)|/keep).
+    Each mask group contributes a term between 0 and sum_group(x)*scale (x has both signs in
+    the checks, so the range is |sum_group(x)|*scale).
     """
     ys = _f64(y)
     if np.isnan(ys).any():
         return Outcome(False, "output has NaN")
-    total_x, total_y = float(_f64(x).sum()), float(ys.sum())
-    ranges = np.abs(_f64(x).sum(axis=axes) if axes else _f64(x)) / keep
+    s = 1.0 / keep if scale is None else scale
+    total_x, total_y = float(_f64(x).sum()) * keep * s, float(ys.sum())
+    ranges = np.abs(_f64(x).sum(axis=axes) if axes else _f64(x)) * s
     width = hoeffding_halfwidth(ranges, alpha)
-    detail = f"sum(y)={total_y:.6g} vs sum(x)={total_x:.6g}, accepted +-{width:.4g} (alpha={alpha:g})"
+    what = "sum(x)" if scale is None or abs(keep * s - 1) < 1e-12 else f"{keep * s:g}*sum(x)"
+    detail = f"sum(y)={total_y:.6g} vs {what}={total_x:.6g}, accepted +-{width:.4g} (alpha={alpha:g})"
     return Outcome(abs(total_y - total_x) <= width, detail)
 
 
@@ -181,16 +186,6 @@ def same_output(first: np.ndarray, second: np.ndarray, *, between: str = "two ca
         return Outcome(False, f"shapes {np.shape(first)} and {np.shape(second)} differ between {between}")
     diff = int(np.count_nonzero(_f64(first) != _f64(second)))
     return Outcome(False, f"{diff}/{np.size(first)} elements differ between {between}")
-
-
-def different_masks(first: np.ndarray, second: np.ndarray) -> Outcome:
-    """Different seeds give different masks. A correct adapter gives identical masks with
-    probability (keep^2 + rate^2)^n, below 2^-4000 at the sizes used: no practical false fail."""
-    if first.all() and second.all():
-        return Outcome(False, "nothing was dropped, masks cannot be compared")
-    if np.array_equal(first, second):
-        return Outcome(False, "different seeds gave the same mask: the seed is ignored")
-    return Outcome(True, f"masks differ on {int(np.count_nonzero(first != second))}/{first.size}")
 
 
 # -- exact checks of the call itself ---------------------------------------------------------
@@ -270,21 +265,22 @@ def lag_agreement(mask: np.ndarray, keep: float, alpha: float = ALPHA_PER_CHECK,
         tests.append((excess, f"{where}: agree {agree}/{pairs}, accepted [{lo}, {hi}]", not lo <= agree <= hi))
     max_offset = n // 2
     if max_offset >= 1:
-        s = np.where(flat, 1.0, -1.0)
-        spectrum = np.fft.rfft(s, 2 * n)
-        corr = np.rint(np.fft.irfft(spectrum * np.conj(spectrum), 2 * n)[1:max_offset + 1])
-        pairs = n - np.arange(1, max_offset + 1)
-        agree = (pairs + corr) / 2
-        width = hoeffding_count_halfwidth(pairs, _split(alpha / 2, max_offset))
-        dev = np.abs(agree - pairs / 2) - width
-        i = int(np.argmax(dev / width))
-        tests.append((float(np.abs(agree[i] - pairs[i] / 2) / width[i]),
-                      f"flattened offset {i + 1}: agree {int(agree[i])}/{int(pairs[i])}, accepted +-{width[i]:.0f} around half",
-                      bool(dev[i] > 0)))
+        pairs, agree = agreements(flat, None, np.arange(1, max_offset + 1))
+        tests.append(_shift_test(pairs, agree, alpha / 2, lambda i: f"flattened offset {i + 1}"))
     if not tests:
         return Outcome(True, f"{n} mask element(s): no pairs to compare")
     passed, worst = _worst(tests)
     return Outcome(passed, f"{'worst' if passed else 'FAILED'}: {worst} ({len(short)} lags and {max_offset} offsets, alpha={alpha:g})")
+
+
+def _shift_test(pairs: np.ndarray, agree: np.ndarray, alpha: float, where) -> tuple[float, str, bool]:
+    """Every shift's agreement count within its Hoeffding width around pairs/2 (fair coins, Bonferroni
+    over the shifts); returns the most extreme shift as one sub-test, ``where(i)`` naming shift i."""
+    width = hoeffding_count_halfwidth(pairs, _split(alpha, pairs.size))
+    dev = np.abs(agree - pairs / 2) - width
+    i = int(np.argmax(dev / width))
+    return (float(np.abs(agree[i] - pairs[i] / 2) / width[i]),
+            f"{where(i)}: agree {int(agree[i])}/{int(pairs[i])}, accepted +-{width[i]:.0f} around half", bool(dev[i] > 0))
 
 
 def _slab_tests(counts: list[tuple[str, int, int]], keep: float, alpha: float) -> list[tuple[float, str, bool]]:

@@ -16,10 +16,11 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from backends.base import ApiInfo, Unsupported, api_info
+from backends.base import SCALINGS, ApiInfo, Unsupported, api_info, declared_scalings
 from suite.spec import DropoutSpec
-from suite.verify import checks, contract
+from suite.verify import checks, contract, dispersion, independence
 from suite.verify.checks import Outcome
+from suite.verify.coverage import undeclared
 
 RATES = (0.0, 0.1, 0.5, 0.9, 1.0)
 INDEPENDENCE_RATE = 0.5  # the lag tests are exact for fair bits only
@@ -115,7 +116,10 @@ class ApiChecker:
         self.backend = backend
         self.api = api
         self.info: ApiInfo = api_info(backend, api)
-        self.caps = self.info.capabilities
+        # issue 25: the training families run in the first declared scaling (inverted, else vanilla)
+        self.scalings = declared_scalings(self.info)
+        self.scaling = self.scalings[0] if self.scalings else None
+        self.caps = (self.info.capabilities - {"vanilla"}) | ({"vanilla"} if "vanilla" in self.scalings else set())
         if self.info.layout is not None:
             self.axes = tuple(self.info.layout.broadcast_axes)
             self.shape = layout_shape(self.info.layout.ndim, self.axes)
@@ -128,6 +132,7 @@ class ApiChecker:
     # -- calling the backend --------------------------------------------------
     def _spec(self, rate: float, dtype: str, **kw: Any) -> DropoutSpec:
         kw.setdefault("broadcast_axes", self.axes)
+        kw.setdefault("scaling", self.scaling or "inverted")
         if "seed" in self.caps:
             kw.setdefault("seed", CALL_SEED)
         return DropoutSpec(rate=rate, dtype=dtype, **kw)
@@ -162,6 +167,10 @@ class ApiChecker:
                 continue
             self._calls, self._written = 0, 0
             self._dtypes = {"output": [], "gradient": []}
+            if self.scaling is None or self.scaling != SCALINGS[0]:
+                yield from self._undeclared_scalings(dtype)
+                if self.scaling is None:
+                    continue
             yield from self._guarded(f"identity/rate=0/{dtype}", lambda: self._rate_zero(dtype))
             yield from self._guarded(f"zeros/rate=1/{dtype}", lambda: self._rate_one(dtype))
             for rate in RATES[1:-1]:
@@ -179,6 +188,17 @@ class ApiChecker:
                     yield from self._capability("broadcast_axes", name, lambda s=shape, a=axes: self._broadcast(s, a, dtype))
             yield from self._call_checks(dtype)
 
+    def _undeclared_scalings(self, dtype: str) -> Iterator[tuple[str, str, str]]:
+        """Skip records for the scalings the API does not declare (coverage reads them)."""
+        for scaling in SCALINGS:
+            if scaling not in self.scalings and (scaling != "vanilla" or self.scaling is None):
+                then = f"; the training families run in {self.scaling} scaling" if self.scaling else ""
+                yield f"{scaling}/{dtype}", "skip", undeclared(self.api, scaling) + then
+
+    def _scale(self, keep: float) -> float:
+        """What a kept value is multiplied by in training: 1/keep (inverted) or 1 (vanilla)."""
+        return 1.0 / keep if self.scaling == "inverted" else 1.0
+
     def _call_checks(self, dtype: str) -> Iterator[tuple[str, str, str]]:
         """Exact checks over every call of this dtype: the dtypes returned, the input left alone."""
         if not self._calls:
@@ -193,7 +213,7 @@ class ApiChecker:
 
     def _capability(self, cap: str, name: str, body: Callable[[], Iterator[tuple[str, Outcome]]]) -> Iterator[tuple[str, str, str]]:
         if cap not in self.caps:
-            yield name, "skip", f"{self.api} does not declare {cap!r}"
+            yield name, "skip", undeclared(self.api, cap)
             return
         yield from self._guarded(name, body)
 
@@ -228,12 +248,12 @@ class ApiChecker:
         y, grad = self._call(x, g, spec)
         tag = f"rate={rate}/{dtype}"
         mask = checks.kept_mask(y)
-        yield f"values/{tag}", checks.scaled_values(x, y, 1.0 / keep, self._p_all_dropped(rate, mask, self.axes))
+        yield f"values/{tag}", checks.scaled_values(x, y, self._scale(keep), self._p_all_dropped(rate, mask, self.axes))
         if self.axes:
             yield f"mask-shared/{tag}", checks.mask_shared(mask, self.axes)
         groups = checks.group_mask(mask, self.axes)
         yield f"kept-fraction/{tag}", checks.kept_fraction(groups, keep)
-        yield f"mean/{tag}", checks.mean_preserved(x, y, keep, self.axes)
+        yield f"mean/{tag}", checks.mean_preserved(x, y, keep, self.axes, scale=self._scale(keep))
         if rate == INDEPENDENCE_RATE:
             yield from self._independence(tag, x, groups, keep)
         if grad is not None:
@@ -241,7 +261,9 @@ class ApiChecker:
         # the next call continues the stream: it must not reuse or correlate with the mask
         y2, _ = self._call(x, None, spec.replace(seed=None))
         second = checks.group_mask(checks.kept_mask(y2), self.axes)
-        yield f"fresh-mask/{tag}", checks.independent_masks(checks.group_mask(mask, self.axes), second, keep)
+        yield f"fresh-mask/{tag}", checks.independent_masks(groups, second, keep)
+        if rate == INDEPENDENCE_RATE:
+            yield from self._across_calls(tag, x, spec, [groups, second], keep)
 
     @staticmethod
     def _p_all_dropped(rate: float, like: np.ndarray, axes: tuple[int, ...]) -> float:
@@ -252,6 +274,11 @@ class ApiChecker:
     def _eval(self, dtype: str) -> Iterator[tuple[str, Outcome]]:
         x, g = make_inputs(self.shape, dtype)
         y, grad = self._call(x, g, self._spec(0.5, dtype, training=False))
+        if self.scaling == "vanilla":  # a vanilla-only API: eval is x*keep, its gradient grad_out*keep
+            yield f"eval/{dtype}", checks.scaled_by(x, y, 0.5)
+            if grad is not None:
+                yield f"eval-grad/{dtype}", checks.scaled_by(g, grad, 0.5)
+            return
         yield f"eval/{dtype}", checks.identity(x, y)
         if grad is not None:
             yield f"eval-grad/{dtype}", checks.identity(g, grad, out="gradient", ref="grad_out")
@@ -259,10 +286,10 @@ class ApiChecker:
     def _seed(self, dtype: str) -> Iterator[tuple[str, Outcome]]:
         x, _ = make_inputs(self.shape, dtype)
         first, _ = self._call(x, None, self._spec(0.5, dtype, seed=7))
-        checks_between, _ = self._call(x, None, self._spec(0.5, dtype, seed=8))
+        self._call(x, None, self._spec(0.5, dtype, seed=8))
         again, _ = self._call(x, None, self._spec(0.5, dtype, seed=7))
-        yield f"seed/{dtype}", checks.same_output(first, again)
-        yield f"seed-changes-mask/{dtype}", checks.different_masks(checks.kept_mask(first), checks.kept_mask(checks_between))
+        yield f"seed/{dtype}", checks.same_output(first, again)  # with another seed in between
+        yield from self._cross_seed(x, dtype)  # another seed another, uncorrelated mask (was seed-changes-mask)
 
     def _reference(self) -> tuple[Any, str] | None:
         """(backend, api) whose output this API must equal bit for bit for the same seed (optional
@@ -305,17 +332,38 @@ class ApiChecker:
         mask = checks.kept_mask(y)
         tag = f"axes={','.join(map(str, axes))}/{dtype}"
         yield f"broadcast-shared/{tag}", checks.mask_shared(mask, axes)
-        yield f"broadcast-values/{tag}", checks.scaled_values(x, y, 1.0 / keep, self._p_all_dropped(1 - keep, mask, axes))
+        yield f"broadcast-values/{tag}", checks.scaled_values(x, y, self._scale(keep), self._p_all_dropped(1 - keep, mask, axes))
         yield f"broadcast-kept-fraction/{tag}", checks.kept_fraction(checks.group_mask(mask, axes), keep)
         yield f"broadcast-lag/{tag}", checks.lag_agreement(checks.group_mask(mask, axes), keep)
         yield f"broadcast-position/{tag}", checks.position_uniform(checks.group_mask(mask, axes), keep)
 
     def _independence(self, tag: str, x: np.ndarray, groups: np.ndarray, keep: float) -> Iterator[tuple[str, Outcome]]:
-        """Independence within the call: lags and offsets, position, |x| (the last only per element)."""
+        """Independence within the call: lags and offsets, position, |x| (the last only per element), spread."""
         yield f"lag/{tag}", checks.lag_agreement(groups, keep)
         yield f"position/{tag}", checks.position_uniform(groups, keep)
         if not self.axes:
             yield f"magnitude/{tag}", checks.magnitude_uniform(x, groups, keep)
+        yield f"dispersion/{tag}", dispersion.groups_dispersion(groups, keep)
+
+    # -- issue 25: independence between calls and seeds, spread of counts over calls ------------
+    def _across_calls(self, tag: str, x: np.ndarray, spec: DropoutSpec, masks: list[np.ndarray],
+                      keep: float) -> Iterator[tuple[str, Outcome]]:
+        """The stream continued for CHAIN_CALLS masks in all: consecutive ones uncorrelated at every
+        shift but 0 (fresh-mask's), and their kept counts spread as Binomial counts do."""
+        while len(masks) < independence.CHAIN_CALLS:
+            y, _ = self._call(x, None, spec.replace(seed=None))
+            masks.append(checks.group_mask(checks.kept_mask(y), self.axes))
+        pairs = [(f"calls {i + 1},{i + 2}", masks[i], masks[i + 1]) for i in range(len(masks) - 1)]
+        yield f"cross-call/{tag}", independence.masks_independent(pairs, keep, zero=False)
+        yield f"call-dispersion/{tag}", dispersion.calls_dispersion(masks, keep)
+
+    def _cross_seed(self, x: np.ndarray, dtype: str) -> Iterator[tuple[str, Outcome]]:
+        """Seeds s, s+1, s+2, s+1000 give masks uncorrelated at every shift, 0 included."""
+        keep, seeds = 1.0 - INDEPENDENCE_RATE, [CALL_SEED + d for d in independence.SEED_OFFSETS]
+        masks = [checks.group_mask(checks.kept_mask(self._call(x, None, self._spec(INDEPENDENCE_RATE, dtype, seed=s))[0]),
+                                   self.axes) for s in seeds]
+        pairs = [(f"seeds {seeds[i]},{seeds[j]}", masks[i], masks[j]) for i, j in independence.SEED_PAIRS]
+        yield f"cross-seed/{dtype}", independence.masks_independent(pairs, keep, zero=True)
 
 
 def check_api(backend: Any, api: str) -> list[CheckRecord]:

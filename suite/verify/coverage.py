@@ -3,8 +3,10 @@
 A record's check id starts with its check family ("kept-fraction/rate=0.5/float32"); each
 family belongs to one contract family below. A contract family *ran* when at least one of
 its records got a verdict (pass, fail, known); otherwise it was skipped, and the skip or
-error details say why. An API is certified only when something ran and the inverted
-training family ran (the contract every dropout has), whatever else was not declared.
+error details say why. An API is certified only when it declares a training scaling (inverted,
+vanilla or both), the training family ran (in the first declared scaling), and every other
+contract family ran too, unless the API does not declare what it needs (no 'backward': no
+gradient family; no 'vanilla': no vanilla family) or it does not apply (a fixed layout).
 """
 from __future__ import annotations
 
@@ -14,11 +16,13 @@ from dataclasses import dataclass, field
 CONTRACTS: dict[str, tuple[str, ...]] = {
     "rate 0": ("identity", "identity-grad"),
     "rate 1": ("zeros", "zero-grad"),
-    "inverted training": ("train", "values", "mask-shared", "kept-fraction", "mean"),
+    "training": ("train", "values", "mask-shared", "kept-fraction", "mean", "inverted"),
     "gradient": ("gradient",),
     "fresh mask": ("fresh-mask",),
     "independence": ("lag", "position", "magnitude"),
-    "seed": ("seed", "seed-changes-mask"),
+    "between calls": ("cross-call", "call-dispersion"),
+    "spread": ("dispersion",),
+    "seed": ("seed", "cross-seed"),
     "reference": ("reference", "reference-grad"),  # only an API with a reference_for hook (numba-cuda:fused)
     "eval": ("eval", "eval-grad"),
     "vanilla": ("vanilla", "vanilla-train", "vanilla-kept-fraction", "vanilla-eval"),
@@ -28,12 +32,25 @@ CONTRACTS: dict[str, tuple[str, ...]] = {
     "input": ("input-unchanged",),
 }
 """Contract family -> the check families (first part of a check id) that test it."""
-REQUIRED = "inverted training"
+REQUIRED = "training"
+SCALING_FAMILIES = ("inverted", "vanilla")  # their bare skip records say which scalings are not declared
 OPTIONAL = frozenset({"reference"})
 """Contracts an API has only when it declares them (a ``reference_for`` hook): without a record, not listed as skipped."""
 VERDICTS = ("pass", "fail", "known")
 _NO_RECORD = {"broadcast": "a fixed layout: its own sharing is checked by mask-shared, free broadcast axes do not apply"}
+NO_RECORD = "no check of it ran"
 _FAMILY_OF = {check: contract for contract, families in CONTRACTS.items() for check in families}
+
+
+def undeclared(api: str, what: str) -> str:
+    """The detail of a skip record for something the API does not declare (coverage reads it back)."""
+    return f"{api} does not declare {what!r}"
+
+
+def _excused(why: str) -> bool:
+    """A skip that costs no certificate: not declared, not applicable to a fixed layout, or not in the plan
+    for this API at all (no record); a family that was tried and skipped or errored is not excused."""
+    return " does not declare '" in why or why in _NO_RECORD.values() or why == NO_RECORD
 
 
 def contract_of(check: str) -> str | None:
@@ -47,22 +64,32 @@ class ApiCoverage:
     ran: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # contract -> why
     notes: list[str] = field(default_factory=list)  # e.g. "float16: not declared"
+    scalings: list[str] = field(default_factory=lambda: list(SCALING_FAMILIES[:1]))  # declared training scalings
+
+    @property
+    def missing(self) -> list[str]:
+        """Contract families that did not run although the API declares what they need."""
+        return [c for c, why in self.skipped.items() if not _excused(why)]
 
     @property
     def certified(self) -> bool:
-        return REQUIRED in self.ran
+        return bool(self.scalings) and REQUIRED in self.ran and not self.missing
 
     @property
     def reason(self) -> str:
         """Why the API is not certified ("" when it is)."""
         if self.certified:
             return ""
+        if not self.scalings:
+            return "it declares neither inverted nor vanilla training"
         if not self.ran:
             return "no check ran"
-        return f"the {REQUIRED} family did not run ({self.skipped.get(REQUIRED, 'no record')})"
+        first = next(c for c in [REQUIRED, *self.missing] if c not in self.ran)
+        return f"the {first} family did not run ({self.skipped.get(first, 'no record')})"
 
     def line(self) -> str:
-        ran = ", ".join(self.ran) or "nothing"
+        ran = ", ".join(f"{c} ({self.scalings[0]})" if c == REQUIRED and self.scalings[:1] != ["inverted"] else c
+                        for c in self.ran) or "nothing"
         skipped = "; ".join(f"{c} ({why})" for c, why in self.skipped.items())
         notes = f"; {'; '.join(self.notes)}" if self.notes else ""
         verdict = "certified" if self.certified else f"NOT CERTIFIED: {self.reason}"
@@ -75,6 +102,7 @@ def coverage(records: Iterable[dict[str, str]]) -> list[ApiCoverage]:
     families: dict[str, set[str]] = {}
     why: dict[str, dict[str, str]] = {}
     notes: dict[str, list[str]] = {}
+    undeclared_scalings: dict[str, set[str]] = {}
     for r in records:
         if r["check"] == "worker":
             continue
@@ -82,6 +110,9 @@ def coverage(records: Iterable[dict[str, str]]) -> list[ApiCoverage]:
         verdicts.setdefault(api, set())
         why.setdefault(api, {})
         families.setdefault(api, set()).add(r["check"].split("/")[0])
+        family = r["check"].split("/")[0]
+        if family in SCALING_FAMILIES and r["status"] == "skip" and undeclared("", family) in f" {r['detail']}":
+            undeclared_scalings.setdefault(api, set()).add(family)
         contract = contract_of(r["check"])
         if contract is None:
             notes.setdefault(api, []).append(f"{r['check'].split('/')[-1]} not run ({r['detail']})")
@@ -94,7 +125,8 @@ def coverage(records: Iterable[dict[str, str]]) -> list[ApiCoverage]:
     for api, ran in verdicts.items():
         ordered = [c for c in CONTRACTS if c in ran]
         layout = "mask-shared" in families[api]
-        skipped = {c: why[api].get(c, _NO_RECORD.get(c, "no check of it ran") if layout else "no check of it ran")
+        skipped = {c: why[api].get(c, _NO_RECORD.get(c, NO_RECORD) if layout else NO_RECORD)
                    for c in CONTRACTS if c not in ran and (c not in OPTIONAL or c in why[api])}
-        out.append(ApiCoverage(api, ordered, skipped, notes.get(api, [])))
+        scalings = [s for s in SCALING_FAMILIES if s not in undeclared_scalings.get(api, set())]
+        out.append(ApiCoverage(api, ordered, skipped, notes.get(api, []), scalings))
     return out

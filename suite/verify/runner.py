@@ -16,7 +16,8 @@ from suite.verify.known import Divergence, classify, load_known
 from suite.verify.stats import ALPHA_PER_CHECK
 
 STATISTICAL_CHECKS = ("kept-fraction", "mean", "fresh-mask", "broadcast-kept-fraction", "vanilla-kept-fraction",
-                      "lag", "position", "magnitude", "broadcast-lag", "broadcast-position")
+                      "lag", "position", "magnitude", "broadcast-lag", "broadcast-position",
+                      "cross-call", "call-dispersion", "dispersion", "cross-seed")
 FAILED_STATUSES = ("fail", "error", "crash", "timeout")
 
 

@@ -221,7 +221,8 @@ class SignBiasedKeep(CorrectDropout):
 
 
 class UnseededCallRepeats(CorrectDropout):
-    """An unseeded call reuses the mask of the call before (a stream that does not advance)."""
+    """The first unseeded call after a seeded one reuses its mask (the stream is not advanced past a
+    reseed); later unseeded calls draw afresh, so only the call right after the seeded one repeats."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -230,10 +231,10 @@ class UnseededCallRepeats(CorrectDropout):
     def draw_mask(self, x, spec):
         shape = self.mask_shape(x, spec)
         if spec.seed is None and self.last is not None and self.last.shape == shape:
-            mask = self.last
+            mask, self.last = self.last, None
         else:
             mask = super().draw_mask(x, spec)
-        self.last = mask
+            self.last = mask if spec.seed is not None else None
         return mask
 
 
@@ -464,8 +465,8 @@ class Hidden16Groups(CorrectDropout):
         return multiplier
 
 
-class VanillaOnly(CorrectDropout):
-    """Only the vanilla scheme: every inverted call raises Unsupported (not certified)."""
+class InvertedUnsupported(CorrectDropout):
+    """Declares both scalings (the default) but every inverted training call raises Unsupported: not certified."""
 
     def forward(self, x, spec, *, api):
         if spec.scaling == "inverted" and spec.training and spec.rate not in (0.0, 1.0):
@@ -475,6 +476,19 @@ class VanillaOnly(CorrectDropout):
     def forward_backward(self, x, grad_out, spec, *, api):
         self.forward(x, spec, api=api)
         return super().forward_backward(x, grad_out, spec, api=api)
+
+
+class NoScaling(CorrectDropout):
+    """A correct dropout that declares no training scaling at all: nothing runs, not certified."""
+
+    scalings = ()
+
+
+class VanillaOnly(InvertedUnsupported):
+    """The classic paper's scheme only, declared so (scalings = ("vanilla",)); inverted calls still raise
+    Unsupported. Correct: verify runs every family in vanilla scaling and must certify it."""
+
+    scalings = ("vanilla",)
 
 
 class AllUnsupported(CorrectDropout):
@@ -507,3 +521,89 @@ class ChannelOneGroupUnshared(CorrectChannelDropout):
             multiplier = np.broadcast_to(multiplier, x.shape).copy()
             multiplier.flat[int(np.flatnonzero(multiplier)[0])] = 0
         return multiplier
+
+
+# -- issue 25: independence between calls and seeds, spread of kept counts -------------------
+
+
+class HalfCallAdvance(CorrectDropout):
+    """The stream advances by half a call: the first half of an unseeded call's uniforms are the
+    second half of the previous call's (a counter advanced by n/2 instead of n)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.carry: np.ndarray | None = None
+
+    def draw_mask(self, x, spec):
+        shape = self.mask_shape(x, spec)
+        n = int(np.prod(shape))
+        if spec.seed is not None:
+            self.rng = np.random.default_rng(spec.seed)
+        if spec.seed is None and self.carry is not None and self.carry.size == n - n // 2:
+            u = np.concatenate([self.carry, self.rng.random(n // 2)])
+        else:
+            u = self.rng.random(n)
+        self.carry = u[n // 2:]
+        return (u < spec.keep_prob).reshape(shape)
+
+
+class SeedAsOffset(CorrectDropout):
+    """A seed is an offset into one fixed stream: seed s+1 gives seed s's mask moved by one element."""
+
+    def draw_mask(self, x, spec):
+        shape = self.mask_shape(x, spec)
+        if spec.seed is None:
+            return self.rng.random(shape) < spec.keep_prob
+        self.rng = np.random.default_rng(0)
+        u = self.rng.random(spec.seed + int(np.prod(shape)))[spec.seed:]
+        return u.reshape(shape) < spec.keep_prob
+
+
+class FixedCount(CorrectDropout):
+    """Keeps exactly round(keep * n) elements (a random subset): every count sits at its mean, no spread."""
+
+    def draw_mask(self, x, spec):
+        shape = self.mask_shape(x, spec)
+        if spec.seed is not None:
+            self.rng = np.random.default_rng(spec.seed)
+        n = int(np.prod(shape))
+        mask = np.zeros(n, dtype=bool)
+        mask[self.rng.permutation(n)[: round(spec.keep_prob * n)]] = True
+        return mask.reshape(shape)
+
+
+class RowKeepVaries(CorrectDropout):
+    """Element-wise at rate 0.5: even rows keep with 0.55, odd rows with 0.45 (the right mean overall)."""
+
+    def draw_mask(self, x, spec):
+        mask = super().draw_mask(x, spec)
+        if _is_inverted_train(spec) and spec.rate == 0.5 and mask.ndim >= 2:
+            rows = np.where(np.arange(mask.shape[0]) % 2 == 0, 0.55, 0.45).reshape(-1, *[1] * (mask.ndim - 1))
+            return self.rng.random(mask.shape) < rows
+        return mask
+
+
+class DiagonalShareDraw(CorrectDropout):
+    """Element-wise: each odd row is the row above moved one column right (diagonal neighbours share a
+    draw). Every row, column and block count is still Binomial; only the offset n_cols + 1 sees it."""
+
+    def draw_mask(self, x, spec):
+        mask = super().draw_mask(x, spec)
+        if spec.broadcast_axes or mask.ndim < 2 or mask.shape[0] < 2:
+            return mask
+        out = mask.copy()
+        rows = mask.shape[0] - mask.shape[0] % 2
+        out[1:rows:2] = np.roll(mask[0:rows:2], 1, axis=-1)
+        return out
+
+
+class OneRowKeepsMore(CorrectDropout):
+    """Element-wise at rate 0.5: row 3 keeps with 0.8 (one channel almost always on); the spread over all
+    rows hardly moves, the single-row count does."""
+
+    def draw_mask(self, x, spec):
+        mask = super().draw_mask(x, spec)
+        if _is_inverted_train(spec) and spec.rate == 0.5 and mask.ndim >= 2 and mask.shape[0] > 3:
+            mask = mask.copy()
+            mask[3] = self.rng.random(mask[3].shape) < 0.8
+        return mask

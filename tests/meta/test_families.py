@@ -19,7 +19,7 @@ from functools import cache
 
 import pytest
 
-from suite.verify import checks, conformance
+from suite.verify import checks, conformance, dispersion, independence
 from suite.verify.checks import Outcome
 from suite.verify.conformance import check_api
 from suite.verify.coverage import CONTRACTS
@@ -27,9 +27,10 @@ from tests.meta import plugins
 
 ELEMENTWISE_FAMILIES = {
     "identity", "identity-grad", "zeros", "zero-grad", "values", "kept-fraction", "mean", "gradient",
-    "fresh-mask", "lag", "position", "magnitude", "eval", "eval-grad", "seed", "seed-changes-mask",
+    "fresh-mask", "lag", "position", "magnitude", "eval", "eval-grad", "seed",
     "vanilla-train", "vanilla-kept-fraction", "vanilla-eval", "broadcast-shared", "broadcast-values",
     "broadcast-kept-fraction", "broadcast-lag", "broadcast-position", "dtype", "grad-dtype", "input-unchanged",
+    "cross-call", "call-dispersion", "dispersion", "cross-seed",
 }
 # a fixed layout: mask-shared instead of the free broadcast cases, and no |x| bins (x varies in a group)
 LAYOUT_FAMILIES = (ELEMENTWISE_FAMILIES - {"broadcast-shared", "broadcast-values", "broadcast-kept-fraction",
@@ -47,13 +48,12 @@ EXCLUSIVE = {
     "mean": "SignBiasedKeep",
     "gradient": "GradientUnmasked",
     "fresh-mask": "UnseededCallRepeats",
-    "lag": "NeighboursShareDraw",
-    "position": "KeepDrifts",
+    "lag": "DiagonalShareDraw",
+    "position": "OneRowKeepsMore",
     "magnitude": "KeepDependsOnMagnitude",
     "eval": "EvalScaled",
     "eval-grad": "EvalGradDropped",
     "seed": "SeedIgnored",
-    "seed-changes-mask": "SeedValueIgnored",
     "vanilla-train": "VanillaTrainScaled",
     "vanilla-kept-fraction": "VanillaKeepOff",
     "vanilla-eval": "VanillaEvalIdentity",
@@ -65,6 +65,10 @@ EXCLUSIVE = {
     "dtype": "PromotesFloat16",
     "grad-dtype": "GradPromotesFloat16",
     "input-unchanged": "WritesInput",
+    "cross-call": "HalfCallAdvance",
+    "cross-seed": "SeedAsOffset",
+    "call-dispersion": "FixedCount",
+    "dispersion": "RowKeepVaries",
 }
 # check function -> the family (above) whose exclusive fault escapes when the function always passes
 MUTANT_TARGET = {
@@ -78,13 +82,17 @@ MUTANT_TARGET = {
     "mean_preserved": "mean",
     "independent_masks": "fresh-mask",
     "same_output": "seed",
-    "different_masks": "seed-changes-mask",
     "dtype_kept": "dtype",
     "input_unchanged": "input-unchanged",
     "lag_agreement": "lag",
     "position_uniform": "position",
     "magnitude_uniform": "magnitude",
+    "masks_independent": "cross-call",
+    "calls_dispersion": "call-dispersion",
+    "groups_dispersion": "dispersion",
 }
+CHECK_MODULES = (checks, independence, dispersion)
+"""Modules whose public Outcome-returning functions are the checks (each gets a mutant)."""
 
 
 @cache
@@ -103,7 +111,7 @@ def _run(backend) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
 
 
 @pytest.mark.parametrize("plugin, expected", [("CorrectDropout", ELEMENTWISE_FAMILIES), ("CorrectChannelDropout", LAYOUT_FAMILIES),
-                                              ("InplaceDeclared", ELEMENTWISE_FAMILIES)])
+                                              ("InplaceDeclared", ELEMENTWISE_FAMILIES), ("VanillaOnly", ELEMENTWISE_FAMILIES)])
 def test_correct_plugins_run_exactly_these_families(plugin: str, expected: set[str]) -> None:
     failed, passed, errored = _statuses(plugin)
     assert not failed and not errored, (failed, errored)
@@ -127,9 +135,13 @@ def _always_pass(*args, **kwargs) -> Outcome:
 
 
 def _outcome_functions() -> list[str]:
-    return sorted(name for name, fn in inspect.getmembers(checks, inspect.isfunction)
-                  if fn.__module__ == checks.__name__ and not name.startswith("_")
+    return sorted(name for module in CHECK_MODULES for name, fn in inspect.getmembers(module, inspect.isfunction)
+                  if fn.__module__ == module.__name__ and not name.startswith("_")
                   and inspect.signature(fn).return_annotation in ("Outcome", Outcome))
+
+
+def _module_of(function: str):
+    return next(m for m in CHECK_MODULES if getattr(getattr(m, function, None), "__module__", None) == m.__name__)
 
 
 def test_every_check_function_has_a_mutant() -> None:
@@ -139,7 +151,7 @@ def test_every_check_function_has_a_mutant() -> None:
 @pytest.mark.parametrize("function", sorted(MUTANT_TARGET))
 def test_mutant_check_function_lets_a_fault_escape(function: str, monkeypatch: pytest.MonkeyPatch) -> None:
     family = MUTANT_TARGET[function]
-    monkeypatch.setattr(checks, function, _always_pass)
+    monkeypatch.setattr(_module_of(function), function, _always_pass)
     failed, _, _ = _run(getattr(plugins, EXCLUSIVE[family])())
     assert family not in failed, f"with {function} always passing, {EXCLUSIVE[family]} is still caught by {family}"
     assert failed != {family}  # so test_fault_is_caught_by_its_family_alone[family] fails: the mutant is killed

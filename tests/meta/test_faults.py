@@ -13,12 +13,17 @@ from suite.verify.runner import run_verify
 FAULTS = {
     "ScaleByRate": {"values", "mean"},
     "RateKeepSwapped": {"values", "kept-fraction", "zeros", "identity"},
-    "MaskReused": {"fresh-mask", "seed-changes-mask"},
+    "MaskReused": {"fresh-mask", "cross-seed", "call-dispersion"},
     "GradientUnmasked": {"gradient"},
     "TrainEvalSwapped": {"eval", "values", "zeros"},
     "BroadcastNotShared": {"broadcast-shared"},
     "VanillaAsInverted": {"vanilla-train", "vanilla-eval"},
     "SeedIgnored": {"seed"},
+    "SeedValueIgnored": {"cross-seed"},
+    "HalfCallAdvance": {"cross-call"},
+    "SeedAsOffset": {"cross-seed"},
+    "FixedCount": {"call-dispersion"},
+    "RowKeepVaries": {"dispersion"},
 }
 
 
@@ -42,9 +47,12 @@ def test_fault_is_caught(fault: str) -> None:
     assert not missing, f"{fault} escaped {sorted(missing)}; failed: {sorted(families)}"
 
 
-@pytest.mark.parametrize("plugin, reason", [("VanillaOnly", "inverted training"), ("AllUnsupported", "no check ran")])
+@pytest.mark.parametrize("plugin, reason", [("InvertedUnsupported", "the training family did not run"),
+                                            ("AllUnsupported", "no check ran"),
+                                            ("NoScaling", "declares neither inverted nor vanilla training")])
 def test_uncertified_plugin_fails_unless_partial_is_allowed(plugin: str, reason: str) -> None:
-    """An API whose inverted training never ran gets no certificate and exit 1; --allow-partial accepts it."""
+    """An API whose declared training never ran, or that declares none, gets no certificate and exit 1;
+    --allow-partial accepts it."""
     refs = resolve([f"tests.meta.plugins:{plugin}"])
     report = run_verify(refs, timeout=120)
     assert not report.failed
@@ -52,6 +60,15 @@ def test_uncertified_plugin_fails_unless_partial_is_allowed(plugin: str, reason:
     assert report.exit_code() == 1
     assert "OK" not in report.final_line() and "not certified: plugin:dropout" in report.final_line()
     assert run_verify(refs, timeout=120, allow_partial=True).exit_code() == 0
+
+
+def test_vanilla_only_dropout_is_certified_with_every_family() -> None:
+    """The classic paper's scheme, declared as the only scaling: every family runs in vanilla and it certifies."""
+    report = run_verify(resolve(["tests.meta.plugins:VanillaOnly"]), timeout=120)
+    assert report.exit_code() == 0 and not report.uncertified and not report.failed, [c.reason for c in report.uncertified]
+    cov = report.coverage[0]
+    assert {"training", "gradient", "seed", "fresh mask", "independence", "between calls", "eval"} <= set(cov.ran)
+    assert "training (vanilla)" in cov.line()
 
 
 def test_declared_inplace_dropout_is_certified() -> None:
