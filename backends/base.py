@@ -115,6 +115,8 @@ class ApiInfo:
     benchmarks time next to eager through ``prepare(..., compiled=True)``; None: eager only."""
     traffic: Traffic = ASSUMED_TRAFFIC
     """What one step moves per element (the bench's ``bytes_moved``); default: a stored 1-byte mask, undeclared."""
+    kind: str = "bernoulli"
+    """Which member of the dropout family the API is (``suite.spec.KINDS``): a spec of another kind is Unsupported."""
 
 
 @runtime_checkable
@@ -280,6 +282,8 @@ class BaseBackend:
         """Raise Unsupported when ``spec`` asks for a feature ``api`` lacks."""
         info = self.api_info(api)
         caps = info.capabilities
+        if getattr(spec, "kind", "bernoulli") != info.kind:
+            raise Unsupported(f"{self.name}:{api} is {info.kind} dropout; the spec asks for {spec.kind}")
         if spec.scaling == "vanilla" and "vanilla" not in caps:
             raise Unsupported(f"{self.name}:{api} has no vanilla (test-time scaling) mode")
         if not spec.training and "eval" not in caps:

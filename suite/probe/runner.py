@@ -137,7 +137,7 @@ def run_case(backend: Any, api: str, case: Case, seed: int) -> dict[str, Any]:
         use_seed = seed if case.seeded and ("seed" in info.capabilities or case.kind in ("seed-twice", "process", "threads")) else None
         spec_dtype = case.dtype if case.dtype in ("float16", "bfloat16") else "float32"  # int32: a layer's default dtype
         spec = DropoutSpec.unchecked(case.rate, training=case.training, broadcast_axes=axes, seed=use_seed, dtype=spec_dtype,
-                                     device=case.device)
+                                     device=case.device, kind=info.kind)
         outcome, finding, detail = _observe(backend, api, case, x, spec)
         detail["in_dtype"] = x.dtype.name
         detail["in_shape"] = list(x.shape)

@@ -25,12 +25,28 @@ CONTRACTS: dict[str, tuple[str, ...]] = {
                   "broadcast-lag", "broadcast-position"),
     "dtypes": ("dtype", "grad-dtype"),
     "input": ("input-unchanged",),
+    # the dropout family beyond Bernoulli (suite/verify/family.py): each kind's training contract
+    "gaussian training": ("gaussian-train", "gaussian-values", "gaussian-noise"),
+    "alpha training": ("alpha-train", "alpha-values", "alpha-mask-shared", "alpha-moments"),
 }
 """Contract family -> the check families (first part of a check id) that test it."""
 REQUIRED = "inverted training"
+TRAINING = (REQUIRED, "gaussian training", "alpha training")
+"""One of these must run for a certificate: the training contract of the API's kind."""
 VERDICTS = ("pass", "fail", "known")
 _NO_RECORD = {"broadcast": "a fixed layout: its own sharing is checked by mask-shared, free broadcast axes do not apply"}
 _FAMILY_OF = {check: contract for contract, families in CONTRACTS.items() for check in families}
+
+
+def _own_training(families: set[str]) -> str:
+    """The training contract of the API's kind, told by its records (a Bernoulli API runs none of the others)."""
+    return next((c for c in TRAINING[1:] if families & set(CONTRACTS[c])), REQUIRED)
+
+
+def _other_kinds(own: str) -> tuple[str, ...]:
+    """Contracts that do not apply to an API whose training contract is ``own``: other kinds' training,
+    and for the family beyond Bernoulli also the Bernoulli-only vanilla scheme."""
+    return tuple(c for c in TRAINING if c != own) + (("vanilla",) if own != REQUIRED else ())
 
 
 def contract_of(check: str) -> str | None:
@@ -47,7 +63,7 @@ class ApiCoverage:
 
     @property
     def certified(self) -> bool:
-        return REQUIRED in self.ran
+        return any(c in self.ran for c in TRAINING)
 
     @property
     def reason(self) -> str:
@@ -56,7 +72,8 @@ class ApiCoverage:
             return ""
         if not self.ran:
             return "no check ran"
-        return f"the {REQUIRED} family did not run ({self.skipped.get(REQUIRED, 'no record')})"
+        own = next((c for c in TRAINING if c in self.skipped), REQUIRED)
+        return f"the {own} family did not run ({self.skipped.get(own, 'no record')})"
 
     def line(self) -> str:
         ran = ", ".join(self.ran) or "nothing"
@@ -90,8 +107,9 @@ def coverage(records: Iterable[dict[str, str]]) -> list[ApiCoverage]:
     out = []
     for api, ran in verdicts.items():
         ordered = [c for c in CONTRACTS if c in ran]
-        layout = "mask-shared" in families[api]
+        layout = bool({"mask-shared", "alpha-mask-shared"} & families[api])
+        own = _own_training(families[api])
         skipped = {c: why[api].get(c, _NO_RECORD.get(c, "no check of it ran") if layout else "no check of it ran")
-                   for c in CONTRACTS if c not in ran}
+                   for c in CONTRACTS if c not in ran and c not in _other_kinds(own)}
         out.append(ApiCoverage(api, ordered, skipped, notes.get(api, [])))
     return out

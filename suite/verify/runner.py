@@ -16,7 +16,9 @@ from suite.verify.known import Divergence, classify, load_known
 from suite.verify.stats import ALPHA_PER_CHECK
 
 STATISTICAL_CHECKS = ("kept-fraction", "mean", "fresh-mask", "broadcast-kept-fraction", "vanilla-kept-fraction",
-                      "lag", "position", "magnitude", "broadcast-lag", "broadcast-position")
+                      "lag", "position", "magnitude", "broadcast-lag", "broadcast-position",
+                      "gaussian-noise", "alpha-moments")
+"""Check families bounded by ALPHA_PER_CHECK; the last two are the dropout family's (suite/verify/family.py)."""
 FAILED_STATUSES = ("fail", "error", "crash", "timeout")
 
 
