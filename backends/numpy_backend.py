@@ -19,7 +19,7 @@ import numpy as np
 
 from backends.base import CAPABILITIES, ApiInfo, BaseBackend, Layout, Traffic, Unsupported
 from backends.numpy_fast import FastDropout, kernel_step, run_kernel, threads_from_env
-from suite.spec import alpha_affine, gaussian_std
+from suite.spec import ALPHA_PRIME, alpha_affine, gaussian_std
 
 _DTYPES = ("float32", "float16", "float64")
 _UINT8_MASK = Traffic(mask="uint8")  # numpy:fast keeps a 1-byte mask (per mask group) for backward
@@ -75,16 +75,17 @@ class NumpyBackend(BaseBackend):
         return x * noise, (None if grad_out is None else grad_out * noise)
 
     def _alpha(self, x: np.ndarray, grad_out: np.ndarray | None, spec: Any):
-        """Alpha dropout: kept a*x + b, dropped a*alpha' + b (suite.spec.alpha_affine); d y/d x = a where kept, else 0."""
+        """Alpha dropout: kept a*x + b, dropped a*alpha' + b (suite.spec.alpha_affine); d y/d x = a where kept, else 0."""  # noqa: E501
         if spec.seed is not None:
             self._rng = np.random.default_rng(spec.seed)
         if not spec.training or spec.rate == 0.0:
             return x.copy(), (None if grad_out is None else grad_out.copy())
         if spec.rate == 1.0:  # the limit the spec takes: every output 0, nothing flows back
             return np.zeros_like(x), (None if grad_out is None else np.zeros_like(grad_out))
-        a, b, dropped = alpha_affine(spec.rate)
+        a, b, _ = alpha_affine(spec.rate)
         kept = np.broadcast_to(self._rng.random(spec.mask_shape(x.shape)) < spec.keep_prob, x.shape)
-        y = np.where(kept, x.astype(np.float64) * a + b, dropped).astype(x.dtype)
+        # the paper's a*(x*d + alpha'*(1 - d)) + b, multiplied out as written: a dropped NaN or inf stays NaN
+        y = (a * (x.astype(np.float64) * kept + ALPHA_PRIME * ~kept) + b).astype(x.dtype)
         slope = (kept * a).astype(x.dtype)
         return y, (None if grad_out is None else grad_out * slope)
 

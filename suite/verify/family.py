@@ -269,3 +269,62 @@ class FamilyChecker(ApiChecker):
         yield f"broadcast-values/{tag}", values
         yield f"broadcast-shared/{tag}", checks.mask_shared(kept, axes)
         yield f"broadcast-kept-fraction/{tag}", checks.kept_fraction(checks.group_mask(kept, axes), 1 - rate)
+
+
+# -- measured power and false alarms (README, "The dropout family") ---------------------------------
+def _gaussian_output(x: np.ndarray, rng: np.random.Generator, rate: float, fault: str) -> np.ndarray:
+    sd = gaussian_std(rate)
+    if fault == "sd = rate/keep (the variance's formula used as sd)":
+        sd = rate / (1 - rate)
+    elif fault == "variance 10 % high":
+        sd *= math.sqrt(1.1)
+    if fault == "uniform noise of the right mean and variance":
+        r = 1 + sd * rng.uniform(-math.sqrt(3), math.sqrt(3), x.shape)
+    else:
+        r = rng.normal(1.01 if fault == "mean 1.01" else 1.0, sd, x.shape)
+    return (x * r).astype(x.dtype)
+
+
+def _alpha_output(z: np.ndarray, rng: np.random.Generator, rate: float, fault: str) -> tuple[np.ndarray, np.ndarray]:
+    a, b, d = alpha_affine(rate)
+    keep = 1 - rate
+    if fault == "no affine correction (kept x, dropped alpha')":
+        a, b, d = 1.0, 0.0, ALPHA_PRIME
+    elif fault == "a = keep^-1/2 (the alpha'^2 term left out)":
+        a = keep**-0.5
+        d = a * ALPHA_PRIME + b
+    elif fault == "b = 0 (no shift)":
+        b, d = 0.0, a * ALPHA_PRIME
+    kept = rng.random(z.shape) < keep
+    return np.where(kept, a * _f64(z) + b, d).astype(z.dtype), kept
+
+
+POWER_CASES = (("gaussian", 0.1, "sd = rate/keep (the variance's formula used as sd)"), ("gaussian", 0.5, "variance 10 % high"),
+               ("gaussian", 0.5, "uniform noise of the right mean and variance"), ("gaussian", 0.1, "mean 1.01"),
+               ("alpha", 0.1, "no affine correction (kept x, dropped alpha')"),
+               ("alpha", 0.1, "a = keep^-1/2 (the alpha'^2 term left out)"), ("alpha", 0.1, "b = 0 (no shift)"))
+
+
+def measured_rates(reps: int = 100, seed: int = 28) -> list[tuple[str, float, str, int, int]]:
+    """(kind, rate, fault or "correct", runs that failed, runs) of the moment checks at verify's sizes.
+
+    Each fault is simulated ``reps`` times (float32, the default shape); "correct" rows count false
+    alarms at every family rate (the bound says at most ALPHA_PER_CHECK each).
+    """
+    rng = np.random.default_rng(seed)
+    x = make_inputs((256, 256), "float32")[0]
+    z = standardized_inputs((256, 256), "float32")
+    rows = []
+
+    def failed(kind: str, rate: float, fault: str) -> bool:
+        if kind == "gaussian":
+            return not gaussian_noise(x, _gaussian_output(x, rng, rate, fault), rate).passed
+        y, kept = _alpha_output(z, rng, rate, fault)
+        return not alpha_moments(z, y, kept, rate).passed
+
+    for kind in ("gaussian", "alpha"):
+        for rate in FAMILY_RATES:
+            rows.append((kind, rate, "correct", sum(failed(kind, rate, "correct") for _ in range(reps)), reps))
+    for kind, rate, fault in POWER_CASES:
+        rows.append((kind, rate, fault, sum(failed(kind, rate, fault) for _ in range(reps)), reps))
+    return rows
