@@ -379,9 +379,10 @@ def family_label(x: np.ndarray, y: np.ndarray, rate: float, kind: str, dtype: An
     xs, ys = x[finite].astype(dtype), y[finite].astype(dtype)
     if xs.size == 0:
         return "other"
+    tol = _tolerance(xs, ys)  # knows bfloat16, which NumPy's finfo does not
     if kind == "gaussian":
-        return kind if family.gaussian_noise(xs, ys, rate).passed else "other"
-    outcome, kept = family.alpha_values(xs, ys, rate)
+        return kind if family.gaussian_noise(xs, ys, rate, tol=tol).passed else "other"
+    outcome, kept = family.alpha_values(xs, ys, rate, tol=tol)
     return kind if outcome.passed and kept.any() and not kept.all() else "other"
 
 

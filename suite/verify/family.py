@@ -45,7 +45,8 @@ def _any_in(lo: int, hi: int, k_lo: int, k_hi: int) -> bool:
     return k_lo <= hi and lo <= k_hi
 
 
-def gaussian_noise(x: np.ndarray, y: np.ndarray, rate: float, alpha: float = ALPHA_PER_CHECK) -> Outcome:
+def gaussian_noise(x: np.ndarray, y: np.ndarray, rate: float, alpha: float = ALPHA_PER_CHECK,
+                   tol: float | None = None) -> Outcome:
     """r = y/x is N(1, rate/keep) i.i.d.: its mean, its second moment about 1 and its share within one sd.
 
     alpha/3 each. Mean: exactly normal, |mean - 1| <= z * sd / sqrt(n). Second moment: n * s2 / sd^2 is
@@ -57,7 +58,7 @@ def gaussian_noise(x: np.ndarray, y: np.ndarray, rate: float, alpha: float = ALP
         return Outcome(False, f"{int((~np.isfinite(ys)).sum())}/{ys.size} outputs are not finite")
     r = (ys / xs).ravel()
     n, sd, a3 = r.size, gaussian_std(rate), alpha / 3
-    tol = checks.rounding_tolerance(x, y)
+    tol = checks.rounding_tolerance(x, y) if tol is None else tol
     mean = float(r.mean())
     mean_width = NormalDist().inv_cdf(1 - a3 / 2) * sd / math.sqrt(n) + tol * float(np.abs(r).mean())
     dev = r - 1.0
@@ -80,15 +81,16 @@ def gaussian_noise(x: np.ndarray, y: np.ndarray, rate: float, alpha: float = ALP
                    + f" (alpha={alpha:g}, a third each)")
 
 
-def alpha_values(x: np.ndarray, y: np.ndarray, rate: float) -> tuple[Outcome, np.ndarray]:
-    """(every y is a*x + b or a*alpha' + b within rounding, the kept mask).
+def alpha_values(x: np.ndarray, y: np.ndarray, rate: float, tol: float | None = None) -> tuple[Outcome, np.ndarray]:
+    """(every y is a*x + b or a*alpha' + b within rounding, the kept mask); ``tol``: the relative rounding
+    of one operation where the caller knows it better (the probe's bfloat16), else two roundings of x's and y's dtypes.
 
     Rounding is relative to the terms (|a*x| + |b|, |a*alpha'| + |b|), not to y: both sums cancel
     (a*x + b near x = -b/a; a*alpha' + b = a*alpha'*keep at high rates, as torch computes it).
     """
     a, b, dropped = alpha_affine(rate)
     xs, ys = _f64(x), _f64(y)
-    tol = 2 * checks.rounding_tolerance(x, y)
+    tol = 2 * (checks.rounding_tolerance(x, y) if tol is None else tol)
     kept_value = a * xs + b
     kept = np.abs(ys - kept_value) <= tol * (np.abs(a * xs) + abs(b))
     is_dropped = np.abs(ys - dropped) <= tol * (abs(a * ALPHA_PRIME) + abs(b))  # a*alpha' + b cancels too
