@@ -163,20 +163,24 @@ class ApiChecker:
                 continue
             self._calls, self._written = 0, 0
             self._dtypes = {"output": [], "gradient": []}
-            yield from self._guarded(f"identity/rate=0/{dtype}", lambda: self._rate_zero(dtype))
-            yield from self._guarded(f"zeros/rate=1/{dtype}", lambda: self._rate_one(dtype))
-            for rate in RATES[1:-1]:
-                yield from self._guarded(f"train/rate={rate}/{dtype}", lambda rate=rate: self._train(rate, dtype))
-            if "backward" not in self.caps:
-                yield f"gradient/{dtype}", "skip", f"{self.api} does not declare 'backward'"
-            yield from self._capability("eval", f"eval/{dtype}", lambda: self._eval(dtype))
-            yield from self._capability("seed", f"seed/{dtype}", lambda: self._seed(dtype))
-            yield from self._capability("vanilla", f"vanilla/{dtype}", lambda: self._vanilla(dtype))
-            if self.info.layout is None:  # a fixed layout is checked by mask-shared instead
-                for shape, axes in BROADCAST_CASES:
-                    name = f"broadcast/axes={','.join(map(str, axes))}/{dtype}"
-                    yield from self._capability("broadcast_axes", name, lambda s=shape, a=axes: self._broadcast(s, a, dtype))
+            yield from self._plan(dtype)
             yield from self._call_checks(dtype)
+
+    def _plan(self, dtype: str) -> Iterator[tuple[str, str, str]]:
+        """The check groups of one dtype (a Bernoulli API's; suite/verify/family.py has the other kinds')."""
+        yield from self._guarded(f"identity/rate=0/{dtype}", lambda: self._rate_zero(dtype))
+        yield from self._guarded(f"zeros/rate=1/{dtype}", lambda: self._rate_one(dtype))
+        for rate in RATES[1:-1]:
+            yield from self._guarded(f"train/rate={rate}/{dtype}", lambda rate=rate: self._train(rate, dtype))
+        if "backward" not in self.caps:
+            yield f"gradient/{dtype}", "skip", f"{self.api} does not declare 'backward'"
+        yield from self._capability("eval", f"eval/{dtype}", lambda: self._eval(dtype))
+        yield from self._capability("seed", f"seed/{dtype}", lambda: self._seed(dtype))
+        yield from self._capability("vanilla", f"vanilla/{dtype}", lambda: self._vanilla(dtype))
+        if self.info.layout is None:  # a fixed layout is checked by mask-shared instead
+            for shape, axes in BROADCAST_CASES:
+                name = f"broadcast/axes={','.join(map(str, axes))}/{dtype}"
+                yield from self._capability("broadcast_axes", name, lambda s=shape, a=axes: self._broadcast(s, a, dtype))
 
     def _call_checks(self, dtype: str) -> Iterator[tuple[str, str, str]]:
         """Exact checks over every call of this dtype: the dtypes returned, the input left alone."""

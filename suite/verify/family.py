@@ -22,7 +22,7 @@ import numpy as np
 from suite.spec import ALPHA_PRIME, alpha_affine, gaussian_std
 from suite.verify import checks
 from suite.verify.checks import Outcome
-from suite.verify.conformance import BROADCAST_CASES, CHECK_DTYPES, INPUT_SEED, ApiChecker, make_inputs
+from suite.verify.conformance import BROADCAST_CASES, INPUT_SEED, ApiChecker, make_inputs
 from suite.verify.stats import ALPHA_PER_CHECK, binomial_interval, hoeffding_halfwidth
 
 FAMILY_RATES = (0.1, 0.5, 0.9)
@@ -189,32 +189,25 @@ def avoid_alpha_prime(x: np.ndarray) -> np.ndarray:
 class FamilyChecker(ApiChecker):
     """The plan of a Gaussian or alpha API; shares ApiChecker's calling, guarding and per-dtype call checks."""
 
-    def run(self) -> Iterator[tuple[str, str, str]]:
+    def _plan(self, dtype: str) -> Iterator[tuple[str, str, str]]:
         kind = self.info.kind
-        for dtype in CHECK_DTYPES:
-            if dtype not in self.info.dtypes:
-                yield f"*/{dtype}", "skip", f"{self.api} does not declare {dtype}"
-                continue
-            self._calls, self._written = 0, 0
-            self._dtypes = {"output": [], "gradient": []}
-            yield from self._guarded(f"identity/rate=0/{dtype}", lambda: self._rate_zero(dtype))
-            if kind == "alpha":  # the limit of a*alpha'*keep as keep -> 0 (suite.spec.alpha_affine)
-                yield from self._guarded(f"zeros/rate=1/{dtype}", lambda: self._rate_one(dtype))
-            else:
-                yield f"zeros/rate=1/{dtype}", "skip", "the spec leaves Gaussian dropout at rate 1 undefined (infinite variance)"
-            for rate in FAMILY_RATES:
-                yield from self._guarded(f"{kind}-train/rate={rate}/{dtype}", lambda r=rate: self._family_train(r, dtype))
-            if "backward" not in self.caps:
-                yield f"gradient/{dtype}", "skip", f"{self.api} does not declare 'backward'"
-            yield from self._capability("eval", f"eval/{dtype}", lambda: self._eval(dtype))
-            yield from self._capability("seed", f"seed/{dtype}", lambda: self._family_seed(dtype))
-            if kind == "gaussian":
-                yield f"broadcast/{dtype}", "skip", "no Gaussian API takes a noise shape: the spec's Gaussian noise is per element"
-            elif self.info.layout is None and dtype == STREAM_DTYPE:
-                for shape, axes in BROADCAST_CASES:
-                    name = f"broadcast/axes={','.join(map(str, axes))}/{dtype}"
-                    yield from self._capability("broadcast_axes", name, lambda s=shape, a=axes: self._alpha_broadcast(s, a, dtype))
-            yield from self._call_checks(dtype)
+        yield from self._guarded(f"identity/rate=0/{dtype}", lambda: self._rate_zero(dtype))
+        if kind == "alpha":  # the limit of a*alpha'*keep as keep -> 0 (suite.spec.alpha_affine)
+            yield from self._guarded(f"zeros/rate=1/{dtype}", lambda: self._rate_one(dtype))
+        else:
+            yield f"zeros/rate=1/{dtype}", "skip", "the spec leaves Gaussian dropout at rate 1 undefined (infinite variance)"
+        for rate in FAMILY_RATES:
+            yield from self._guarded(f"{kind}-train/rate={rate}/{dtype}", lambda r=rate: self._family_train(r, dtype))
+        if "backward" not in self.caps:
+            yield f"gradient/{dtype}", "skip", f"{self.api} does not declare 'backward'"
+        yield from self._capability("eval", f"eval/{dtype}", lambda: self._eval(dtype))
+        yield from self._capability("seed", f"seed/{dtype}", lambda: self._family_seed(dtype))
+        if kind == "gaussian":
+            yield f"broadcast/{dtype}", "skip", "no Gaussian API takes a noise shape: the spec's Gaussian noise is per element"
+        elif self.info.layout is None and dtype == STREAM_DTYPE:
+            for shape, axes in BROADCAST_CASES:
+                name = f"broadcast/axes={','.join(map(str, axes))}/{dtype}"
+                yield from self._capability("broadcast_axes", name, lambda s=shape, a=axes: self._alpha_broadcast(s, a, dtype))
 
     def _bits(self, x: np.ndarray, y: np.ndarray, rate: float) -> tuple[Outcome, np.ndarray]:
         """(the exact value check, one fair-at-0.5 bit per element): alpha's kept mask, Gaussian's y/x > 1."""
