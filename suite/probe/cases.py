@@ -74,6 +74,8 @@ class Case:
         """``expected`` for an API of dropout ``kind``: "inverted" is the kind's own label there, "{kind}"
         is filled in, and "zeros" (rate 1) holds for alpha dropout (its limit) but not for Gaussian (undefined)."""
         e = self.expected
+        if kind not in self.kinds:  # the API records n/a: the case prescribes nothing for it
+            return None
         if e is None or kind == "bernoulli":
             return e
         if "{kind}" in e:

@@ -127,7 +127,10 @@ def matrix_markdown(payload: dict[str, Any]) -> str:
     """The full matrix: edge cases, conventions, the error messages, the cases' reasons."""
     cases, apis = _order(payload)
     table = cells(payload)
-    expected = {r["case"]: r.get("expected") for r in payload["records"]}
+    by_case: dict[str, list[dict[str, Any]]] = {}
+    for r in payload["records"]:
+        by_case.setdefault(r["case"], []).append(r)
+    expected = {case: case_expected(records) for case, records in by_case.items()}
     headers = ["case", "spec", *apis]
     parts = [
         "# Probe matrix: what each dropout API really does",
@@ -171,6 +174,13 @@ class Difference:
     groups: tuple[tuple[str, tuple[str, ...]], ...]  # (cell label, api ids) for the departing/disagreeing APIs
 
 
+def case_expected(records: list[dict[str, Any]]) -> str | None:
+    """The spec column of a case: the first record's expected that ran (n/a records of another dropout kind
+    prescribe nothing); each record's own ``expected`` still decides whether it departs."""
+    ran = [r for r in records if r["outcome"] != "n/a"] or records
+    return ran[0].get("expected") if ran else None
+
+
 def differences(payload: dict[str, Any]) -> list[Difference]:
     cases, _ = _order(payload)
     by_case: dict[str, list[dict[str, Any]]] = {c: [] for c in cases}
@@ -179,7 +189,7 @@ def differences(payload: dict[str, Any]) -> list[Difference]:
     out = []
     for case in cases:
         records = by_case[case]
-        expected = records[0].get("expected") if records else None
+        expected = case_expected(records)
         groups: OrderedDict[str, list[str]] = OrderedDict()
         if expected is not None:
             for r in records:
