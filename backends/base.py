@@ -122,6 +122,8 @@ class ApiInfo:
     """The training scalings the API implements, from :data:`SCALINGS`; None: inverted, plus vanilla
     when the 'vanilla' capability is declared. ``verify`` runs its training families in the first one
     and certifies only when every family of each declared scaling ran; an API naming none is not certified."""
+    kind: str = "bernoulli"
+    """Which member of the dropout family the API is (``suite.spec.KINDS``): a spec of another kind is Unsupported."""
 
 
 def declared_scalings(info: ApiInfo) -> tuple[str, ...]:
@@ -303,6 +305,8 @@ class BaseBackend:
         """Raise Unsupported when ``spec`` asks for a feature ``api`` lacks."""
         info = self.api_info(api)
         caps = info.capabilities
+        if getattr(spec, "kind", "bernoulli") != info.kind:
+            raise Unsupported(f"{self.name}:{api} is {info.kind} dropout; the spec asks for {spec.kind}")
         if spec.scaling == "vanilla" and "vanilla" not in caps:
             raise Unsupported(f"{self.name}:{api} has no vanilla (test-time scaling) mode")
         if not spec.training and "eval" not in caps:

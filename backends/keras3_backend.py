@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from dataclasses import replace
 from types import ModuleType
 from typing import Any, Callable, Sequence
 
@@ -36,6 +37,20 @@ ATTENTION_SUFFIX = ".MultiHeadAttention"
 # weights' mask, multiplied by the adapter): see backends/attention_inputs.py
 _ATTENTION_INFO = ApiInfo(frozenset({"seed", "eval"}), ("float32",))
 PREPARE_INPUT_SEED = 20261126
+FAMILY_LAYERS = {".GaussianDropout": "gaussian", ".AlphaDropout": "alpha"}
+"""The dropout family (README, "The dropout family"): ``keras3:<backend>.GaussianDropout`` and ``.AlphaDropout``."""
+
+
+def family(keras_backend: str, layer: ApiInfo) -> tuple[tuple[str, ...], dict[str, ApiInfo]]:
+    """(API ids, ApiInfos) of the family's layers on one Keras backend, from its Dropout's ApiInfo.
+
+    GaussianDropout(rate, seed) has no noise_shape; AlphaDropout(rate, noise_shape, seed) has.
+    """
+    infos = {}
+    for suffix, kind in FAMILY_LAYERS.items():
+        caps = layer.capabilities - ({"broadcast_axes"} if kind == "gaussian" else set())
+        infos[keras_backend + suffix] = replace(layer, capabilities=frozenset(caps), kind=kind)
+    return tuple(infos), infos
 
 Tensor = Any  # a tensor of the Keras backend in use
 Impl = Callable[[np.ndarray, np.ndarray | None, Any], tuple[np.ndarray, np.ndarray | None]]
@@ -118,10 +133,14 @@ class Keras3Backend(BaseBackend):
         return f"gpu:{index or 0}"
 
     # -- the layer --------------------------------------------------------------------
-    def _layer(self, spec: Any, shape: Sequence[int]) -> Any:
+    def _layer(self, spec: Any, shape: Sequence[int], api: str = "") -> Any:
         keras = self.framework()
         noise_shape = spec.mask_shape(tuple(shape)) if spec.broadcast_axes else None
-        return keras.layers.Dropout(spec.rate, noise_shape=noise_shape, seed=spec.seed, dtype=spec.dtype)
+        suffix = "." + api.partition(".")[2]
+        if suffix == ".GaussianDropout":
+            return keras.layers.GaussianDropout(spec.rate, seed=spec.seed, dtype=spec.dtype)
+        layer = keras.layers.AlphaDropout if suffix == ".AlphaDropout" else keras.layers.Dropout
+        return layer(spec.rate, noise_shape=noise_shape, seed=spec.seed, dtype=spec.dtype)
 
     # -- per Keras backend: tensors in, autograd, synchronization -----------------------
     def _tensor(self, x: np.ndarray, device: str) -> Tensor:
@@ -145,7 +164,7 @@ class Keras3Backend(BaseBackend):
             with keras.device(self._keras_device(spec.device)):
                 if api.endswith(ATTENTION_SUFFIX):
                     return self._attention(api, x, spec), None
-                layer = self._layer(spec, x.shape)
+                layer = self._layer(spec, x.shape, api)
                 xt = self._tensor(x, spec.device)
                 if grad_out is None:
                     return self._to_numpy(layer(xt, training=spec.training)), None
@@ -177,7 +196,7 @@ class Keras3Backend(BaseBackend):
         def run(x: np.ndarray, grad_out: np.ndarray | None, spec: Any) -> tuple[np.ndarray, np.ndarray | None]:
             keras = self.framework()
             with keras.device(self._keras_device(spec.device)):
-                layer = self._layer(spec, x.shape)
+                layer = self._layer(spec, x.shape, api)
                 xt = self._tensor(x, spec.device)
                 g = None if grad_out is None else self._tensor(grad_out, spec.device)
                 outs = self._compiled_call(layer, xt, g, spec.training)
@@ -201,7 +220,7 @@ class Keras3Backend(BaseBackend):
         keras = self.framework()
         rng = np.random.default_rng(PREPARE_INPUT_SEED)
         with keras.device(self._keras_device(spec.device)):
-            layer = self._layer(spec, shape)
+            layer = self._layer(spec, shape, api)
             x = self._tensor(rng.standard_normal(shape).astype(spec.dtype), spec.device)
             g = self._tensor(rng.standard_normal(shape).astype(spec.dtype), spec.device) if backward else None
             step = self._compiled_step(layer, x, g, spec.training) if compiled else None
@@ -229,6 +248,8 @@ class Keras3Jax(Keras3Backend):
     compiled_mode = "jit"
     infos = {"jax": ApiInfo(_LAYER, ("float32", "float16", "bfloat16")),  # float64 needs jax_enable_x64
              "jax.MultiHeadAttention": _ATTENTION_INFO}
+    _family_apis, _family_infos = family("jax", infos["jax"])
+    apis, infos = apis + _family_apis, {**infos, **_family_infos}
 
     def pin_threads(self, threads: int) -> dict[str, Any]:
         return pin_by_affinity(threads)
@@ -303,6 +324,8 @@ class Keras3Torch(Keras3Backend):
     apis = ("torch", "torch.MultiHeadAttention")
     worker_env = {"KERAS_BACKEND": "torch"}
     infos = {"torch": ApiInfo(_LAYER, ("float32", "float16", "float64")), "torch.MultiHeadAttention": _ATTENTION_INFO}
+    _family_apis, _family_infos = family("torch", infos["torch"])
+    apis, infos = apis + _family_apis, {**infos, **_family_infos}
 
     def pin_threads(self, threads: int) -> dict[str, Any]:
         return pin_torch_threads(importlib.import_module("torch"), threads)
@@ -343,6 +366,8 @@ class Keras3Tensorflow(Keras3Backend):
     compiled_mode = "tf.function"
     infos = {"tensorflow": ApiInfo(_LAYER, ("float32", "float16", "float64")),
              "tensorflow.MultiHeadAttention": _ATTENTION_INFO}
+    _family_apis, _family_infos = family("tensorflow", infos["tensorflow"])
+    apis, infos = apis + _family_apis, {**infos, **_family_infos}
 
     def pin_threads(self, threads: int) -> dict[str, Any]:
         return pin_tensorflow_threads(threads)
@@ -402,6 +427,8 @@ class Keras3Numpy(Keras3Backend):
     # the NumPy backend is inference-only: no autograd, so no backward
     infos = {"numpy": ApiInfo(frozenset({"broadcast_axes", "seed", "eval"}), ("float32", "float16", "float64")),
              "numpy.MultiHeadAttention": _ATTENTION_INFO}
+    _family_apis, _family_infos = family("numpy", infos["numpy"])
+    apis, infos = apis + _family_apis, {**infos, **_family_infos}
 
     def _tensor(self, x: np.ndarray, device: str) -> Tensor:
         return np.array(x)  # a copy: rate 0 / eval return their input

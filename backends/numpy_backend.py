@@ -19,9 +19,12 @@ import numpy as np
 
 from backends.base import CAPABILITIES, ApiInfo, BaseBackend, Layout, Traffic, Unsupported
 from backends.numpy_fast import FastDropout, kernel_step, run_kernel, threads_from_env
+from suite.spec import ALPHA_PRIME, alpha_affine, gaussian_std
 
 _DTYPES = ("float32", "float16", "float64")
 _UINT8_MASK = Traffic(mask="uint8")  # numpy:fast keeps a 1-byte mask (per mask group) for backward
+_NOISE = Traffic(mask="x")  # the family's references keep their multiplier in x's dtype for backward
+_FAMILY = frozenset({"seed", "backward", "eval"})
 DIRECTIONS = ("forward", "forward_backward")
 PREPARE_INPUT_SEED = 20261126
 """Seed of the timing inputs x and grad_out (their values do not matter, only that they are fixed)."""
@@ -30,7 +33,8 @@ PREPARE_INPUT_SEED = 20261126
 class NumpyBackend(BaseBackend):
     name = "numpy"
     mlp_module = "backends.numpy_mlp"
-    apis = ("reference", "d2l-scratch", "fast", "fast.channel1d", "fast.channel2d")
+    apis = ("reference", "d2l-scratch", "fast", "fast.channel1d", "fast.channel2d",
+            "stochastic-depth", "gaussian", "alpha")
     modules = ("numpy",)
     infos = {
         "reference": ApiInfo(capabilities=CAPABILITIES, dtypes=_DTYPES),
@@ -41,6 +45,11 @@ class NumpyBackend(BaseBackend):
                                  traffic=_UINT8_MASK),
         "fast.channel2d": ApiInfo(capabilities=CAPABILITIES, dtypes=_DTYPES, layout=Layout(ndim=4, broadcast_axes=(2, 3)),
                                  traffic=_UINT8_MASK),
+        # The dropout family (README, "The dropout family"): the papers' formulas, as the yardsticks.
+        # stochastic-depth is the reference pinned to one mask value per sample of (N, C, H, W): drop path.
+        "stochastic-depth": ApiInfo(capabilities=_FAMILY, dtypes=_DTYPES, layout=Layout(ndim=4, broadcast_axes=(1, 2, 3))),
+        "gaussian": ApiInfo(capabilities=_FAMILY, dtypes=_DTYPES, traffic=_NOISE, kind="gaussian"),
+        "alpha": ApiInfo(capabilities=_FAMILY | {"broadcast_axes"}, dtypes=_DTYPES, traffic=_NOISE, kind="alpha"),
     }
 
     def __init__(self, threads: int | None = None) -> None:
@@ -51,8 +60,34 @@ class NumpyBackend(BaseBackend):
         self._kernel: FastDropout | None = None
 
     def _impl(self, api: str):
-        impls = {"reference": self._reference, "d2l-scratch": self._d2l}
+        impls = {"reference": self._reference, "d2l-scratch": self._d2l, "stochastic-depth": self._reference,
+                 "gaussian": self._gaussian, "alpha": self._alpha}
         return impls.get(api, self._fast)  # fast and its channel-layout ids
+
+    # the family -----------------------------------------------------------
+    def _gaussian(self, x: np.ndarray, grad_out: np.ndarray | None, spec: Any):
+        """Gaussian dropout: y = x * r, r ~ N(1, rate/keep) per element (drawn in float64, kept in x's dtype)."""
+        if spec.seed is not None:
+            self._rng = np.random.default_rng(spec.seed)
+        if not spec.training or spec.rate == 0.0:
+            return x.copy(), (None if grad_out is None else grad_out.copy())
+        noise = (1.0 + gaussian_std(spec.rate) * self._rng.standard_normal(x.shape)).astype(x.dtype)
+        return x * noise, (None if grad_out is None else grad_out * noise)
+
+    def _alpha(self, x: np.ndarray, grad_out: np.ndarray | None, spec: Any):
+        """Alpha dropout: kept a*x + b, dropped a*alpha' + b (suite.spec.alpha_affine); d y/d x = a where kept, else 0."""  # noqa: E501
+        if spec.seed is not None:
+            self._rng = np.random.default_rng(spec.seed)
+        if not spec.training or spec.rate == 0.0:
+            return x.copy(), (None if grad_out is None else grad_out.copy())
+        if spec.rate == 1.0:  # the limit the spec takes: every output 0, nothing flows back
+            return np.zeros_like(x), (None if grad_out is None else np.zeros_like(grad_out))
+        a, b, _ = alpha_affine(spec.rate)
+        kept = np.broadcast_to(self._rng.random(spec.mask_shape(x.shape)) < spec.keep_prob, x.shape)
+        # the paper's a*(x*d + alpha'*(1 - d)) + b, multiplied out as written: a dropped NaN or inf stays NaN
+        y = (a * (x.astype(np.float64) * kept + ALPHA_PRIME * ~kept) + b).astype(x.dtype)
+        slope = (kept * a).astype(x.dtype)
+        return y, (None if grad_out is None else grad_out * slope)
 
     # reference -----------------------------------------------------------
     def _reference(self, x: np.ndarray, grad_out: np.ndarray | None, spec: Any):
@@ -130,10 +165,10 @@ class NumpyBackend(BaseBackend):
             return self._prepare_fast(x, grad_out, spec)
         impl = self._impl(api)
         if spec.seed is not None:  # seed once, as a seeded call of that API does
-            if api == "reference":
-                self._rng = np.random.default_rng(spec.seed)
-            else:
+            if api == "d2l-scratch":
                 np.random.seed(spec.seed)
+            else:  # the reference and the family's references draw from self._rng
+                self._rng = np.random.default_rng(spec.seed)
         step_spec = spec.replace(seed=None)
 
         def step() -> None:

@@ -30,6 +30,7 @@ Impl = Callable[[np.ndarray, np.ndarray | None, Any], tuple[np.ndarray, np.ndarr
 _DTYPES = ("float32", "float16", "float64")
 _OPS = frozenset({"broadcast_axes", "seed", "backward"})  # functions: no inference mode
 _LAYERS = _OPS | {"eval"}  # Keras layers take training=
+_FAMILY_LAYERS = {"tf_keras.layers.GaussianDropout": "GaussianDropout", "tf_keras.layers.AlphaDropout": "AlphaDropout"}
 
 
 def _legacy_rnn_cell_module() -> ModuleType:
@@ -81,6 +82,8 @@ class TensorflowBackend(BaseBackend):
         "DropoutWrapper",
         "stateless_dropout",
         "tf_keras.layers.MultiHeadAttention",
+        "tf_keras.layers.GaussianDropout",
+        "tf_keras.layers.AlphaDropout",
     )
     modules = ("tensorflow", "keras", "tf_keras")
     compiled_mode = "tf.function"
@@ -96,6 +99,10 @@ class TensorflowBackend(BaseBackend):
         # Attention dropout (backends/attention_inputs.py): no seed= argument (tf.random.set_seed seeds it),
         # no axes, no backward (y is x times the weights' mask, multiplied by the adapter).
         "tf_keras.layers.MultiHeadAttention": ApiInfo(capabilities=frozenset({"seed", "eval"}), dtypes=("float32",)),
+        # The dropout family (README, "The dropout family"): GaussianDropout(rate, seed) has no noise_shape.
+        "tf_keras.layers.GaussianDropout": ApiInfo(capabilities=_LAYERS - {"broadcast_axes"}, dtypes=_DTYPES,
+                                                   kind="gaussian"),
+        "tf_keras.layers.AlphaDropout": ApiInfo(capabilities=_LAYERS, dtypes=_DTYPES, kind="alpha"),
     }
 
     def __init__(self) -> None:
@@ -167,6 +174,12 @@ class TensorflowBackend(BaseBackend):
             keras = self._module(api.split(".")[0])
             # dtype=: by default a Keras layer autocasts float16/float64 input to float32.
             layer = keras.layers.Dropout(rate, noise_shape=noise_shape, seed=seed, dtype=spec.dtype)
+            training = spec.training
+            return lambda x: layer(x, training=training)
+        if api in _FAMILY_LAYERS:
+            layers = self._module("tf_keras").layers
+            extra = {"noise_shape": noise_shape} if api == "tf_keras.layers.AlphaDropout" else {}
+            layer = getattr(layers, _FAMILY_LAYERS[api])(rate, seed=seed, dtype=spec.dtype, **extra)
             training = spec.training
             return lambda x: layer(x, training=training)
         if api == "DropoutWrapper":

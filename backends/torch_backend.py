@@ -9,6 +9,7 @@ torch is imported lazily through :meth:`BaseBackend.framework`, never at module 
 from __future__ import annotations
 
 import importlib
+from dataclasses import replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -19,7 +20,13 @@ from backends.base import ApiInfo, BaseBackend, DeviceBaseline, Layout, Traffic,
 _DTYPES = ("float32", "float16", "float64")  # all three run forward and backward on CPU torch
 _NOISE = Traffic(mask="x")  # a multiplier tensor in x's dtype, kept for backward (see infos)
 _ATTENTION = ("F.scaled_dot_product_attention", "nn.MultiheadAttention")
-_MODULES = {"nn.Dropout": "Dropout", "nn.Dropout1d": "Dropout1d", "nn.Dropout2d": "Dropout2d"}
+_MODULES = {"nn.Dropout": "Dropout", "nn.Dropout1d": "Dropout1d", "nn.Dropout2d": "Dropout2d",
+            "nn.AlphaDropout": "AlphaDropout", "nn.FeatureAlphaDropout": "FeatureAlphaDropout"}
+_ALPHA_FUNCTIONS = {"F.alpha_dropout": "alpha_dropout", "F.feature_alpha_dropout": "feature_alpha_dropout"}
+# aten's _dropout_impl<alpha>: noise (x's dtype) times a, plus b, both kept as tensors as wide as x
+_ALPHA = ApiInfo(frozenset({"seed", "backward", "eval"}), _DTYPES, traffic=_NOISE, kind="alpha")
+_FEATURE_ALPHA = replace(_ALPHA, capabilities=_ALPHA.capabilities | {"broadcast_axes"},
+                         layout=Layout(ndim=4, broadcast_axes=(2, 3)))  # one mask value per (sample, channel)
 
 Tensor = Any  # torch.Tensor, unnamed here so that this module imports without torch
 
@@ -39,7 +46,8 @@ def pin_torch_threads(torch: Any, threads: int) -> dict[str, Any]:
 
 class TorchBackend(BaseBackend):
     name = "torch"
-    apis = ("F.dropout", "nn.Dropout", "nn.Dropout1d", "nn.Dropout2d", "d2l-scratch") + _ATTENTION
+    apis = ("F.dropout", "nn.Dropout", "nn.Dropout1d", "nn.Dropout2d", "d2l-scratch") + _ATTENTION + (
+        "F.alpha_dropout", "nn.AlphaDropout", "F.feature_alpha_dropout", "nn.FeatureAlphaDropout")
     modules = ("torch",)
     mlp_module = "backends.torch_mlp"
     infos = {
@@ -64,6 +72,11 @@ class TorchBackend(BaseBackend):
         # given; callers pass 0.0 in eval), so no eval; the module has train()/eval().
         "F.scaled_dot_product_attention": ApiInfo(frozenset({"seed"}), ("float32", "float64")),
         "nn.MultiheadAttention": ApiInfo(frozenset({"seed", "eval"}), ("float32", "float64")),
+        # Alpha dropout (SELU networks); the feature forms drop whole channels of (N, C, *) to alpha'.
+        "F.alpha_dropout": _ALPHA,
+        "nn.AlphaDropout": _ALPHA,
+        "F.feature_alpha_dropout": _FEATURE_ALPHA,
+        "nn.FeatureAlphaDropout": _FEATURE_ALPHA,
     }
 
     def __init__(self) -> None:
@@ -130,6 +143,9 @@ class TorchBackend(BaseBackend):
         if api == "F.dropout":
             functional = torch.nn.functional
             return lambda x: functional.dropout(x, p=spec.rate, training=spec.training)
+        if api in _ALPHA_FUNCTIONS:
+            function = getattr(torch.nn.functional, _ALPHA_FUNCTIONS[api])
+            return lambda x: function(x, p=spec.rate, training=spec.training)
         if api in _MODULES:
             module = getattr(torch.nn, _MODULES[api])(p=spec.rate)
             module.train(spec.training)  # train(False) is eval()

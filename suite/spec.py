@@ -13,6 +13,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 SCALINGS = ("inverted", "vanilla")
+KINDS = ("bernoulli", "gaussian", "alpha")
+"""What kind of noise: Bernoulli masks (stochastic depth included: a mask shared along every axis but
+the batch, ``broadcast_axes=(1, ..., ndim-1)``), Gaussian multiplicative noise, alpha dropout (SELU)."""
+SELU_LAMBDA = 1.0507009873554804934193349852946
+SELU_ALPHA = 1.6732632423543772848170429916717
+ALPHA_PRIME = -SELU_LAMBDA * SELU_ALPHA
+"""The SELU's negative saturation value -lambda*alpha (Klambauer et al. 2017): what alpha dropout drops to."""
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 _DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
@@ -35,8 +42,10 @@ class DropoutSpec:
     Train, vanilla:  y = x * m.        Eval, vanilla:  y = x * keep.
     m ~ Bernoulli(keep) i.i.d. per element, or per group when ``broadcast_axes`` name
     axes along which one mask value is shared. rate 0 is identity; rate 1 gives zeros
-    (inverted) with zero gradient. ``seed`` given: (re)seed the API's random stream to it
-    before the call, so equal seeds give equal masks; None: continue the stream.
+    (inverted) with zero gradient. ``kind`` "gaussian" and "alpha" are the other members of the
+    family (:func:`gaussian_std`, :func:`alpha_affine`; README, "The dropout family"). ``seed``
+    given: (re)seed the API's random stream to it before the call, so equal seeds give equal
+    masks; None: continue the stream.
     """
 
     rate: float = 0.5
@@ -46,11 +55,16 @@ class DropoutSpec:
     seed: int | None = None
     dtype: str = "float32"
     device: str = "cpu"
+    kind: str = "bernoulli"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rate", _validate_probability(self.rate, "rate"))
         if self.scaling not in SCALINGS:
             raise ValueError(f"scaling must be one of {SCALINGS}, got {self.scaling!r}")
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if self.kind != "bernoulli" and self.scaling != "inverted":
+            raise ValueError(f"scaling {self.scaling!r} is a Bernoulli scheme; {self.kind} dropout has none")
         axes = self.broadcast_axes
         if isinstance(axes, (str, bytes)) or not hasattr(axes, "__iter__"):
             raise ValueError(f"broadcast_axes must be a sequence of ints, got {axes!r}")
@@ -117,3 +131,31 @@ class DropoutSpec:
         """Shape of the mask (TF's noise_shape): 1 along broadcast axes, else the input's size."""
         axes = self.normalized_axes(len(shape))
         return tuple(1 if i in axes else int(n) for i, n in enumerate(shape))
+
+
+def gaussian_std(rate: float) -> float:
+    """Gaussian dropout's noise sd: y = x * r, r ~ N(1, rate / (1 - rate)) (Srivastava et al. 2014, section 10).
+
+    The variance that matches inverted Bernoulli dropout's multiplier m/keep, whose variance is rate/keep.
+    Undefined at rate 1 (infinite variance): ValueError.
+    """
+    if rate >= 1.0:
+        raise ValueError(f"gaussian dropout is undefined at rate {rate!r}: the noise variance rate/(1-rate) is infinite")
+    return math.sqrt(rate / (1.0 - rate))
+
+
+def alpha_affine(rate: float) -> tuple[float, float, float]:
+    """(a, b, dropped value) of alpha dropout (Klambauer et al. 2017, "New Dropout Technique").
+
+    Dropped units are set to alpha' = -lambda*alpha, then y = a * (x or alpha') + b with
+    a = (keep * (1 + rate * alpha'^2))^(-1/2), b = -a * alpha' * rate: for input of mean 0 and
+    variance 1 the output keeps mean 0 and variance 1. Kept: a*x + b; dropped: a*alpha' + b =
+    a*alpha'*keep. rate 0: (1, 0, alpha') (identity). At rate 1 a is infinite but every output
+    tends to 0 in probability (a*alpha'*keep ~ alpha'*sqrt(keep)): the spec takes that limit, zeros.
+    """
+    keep = 1.0 - rate
+    if keep <= 0.0:
+        return math.inf, math.inf, 0.0
+    a = (keep * (1.0 + rate * ALPHA_PRIME**2)) ** -0.5
+    b = -a * ALPHA_PRIME * rate
+    return a, b, a * ALPHA_PRIME + b

@@ -249,7 +249,8 @@ def _timing_input(backend: NumpyBackend, api: str, numel: int) -> tuple[tuple[in
 def test_prepare_gives_a_step(api: str, direction: str) -> None:
     backend = NumpyBackend(threads=2)
     shape, axes = _timing_input(backend, api, 3 * BLOCK)
-    step = backend.prepare(shape, DropoutSpec(rate=0.1, seed=5, broadcast_axes=axes), api=api, direction=direction)
+    spec = DropoutSpec(rate=0.1, seed=5, broadcast_axes=axes, kind=backend.api_info(api).kind)
+    step = backend.prepare(shape, spec, api=api, direction=direction)
     assert step() is None
     step()
 
@@ -268,7 +269,7 @@ def test_prepare_fast_applies_the_seed_once() -> None:
 def test_prepare_refuses_what_numpy_cannot_time(api: str) -> None:
     backend = NumpyBackend(threads=1)
     shape, axes = _timing_input(backend, api, 4096)
-    spec = DropoutSpec(broadcast_axes=axes)
+    spec = DropoutSpec(broadcast_axes=axes, kind=backend.api_info(api).kind)
     with pytest.raises(Unsupported, match="compiled"):
         backend.prepare(shape, spec, api=api, direction="forward", compiled=True)
     with pytest.raises(Unsupported, match="bfloat16"):

@@ -288,7 +288,7 @@ def case_spec(backend: Any, case: Case, rate: float = DEFAULT_RATE) -> tuple[Any
     info = api_info(backend, case.api)
     shape = bench_shape(case.numel, info.layout)
     axes = info.layout.broadcast_axes if info.layout is not None else ()
-    return DropoutSpec(rate=rate, broadcast_axes=axes, dtype=case.dtype, device=case.device), shape
+    return DropoutSpec(rate=rate, broadcast_axes=axes, dtype=case.dtype, device=case.device, kind=info.kind), shape
 
 
 def check_case(backend: Any, case: Case) -> None:

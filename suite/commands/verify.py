@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--all", action="store_true", help="list passing checks too, not only the rest (details uncut)")
     parser.add_argument("--verbose", "-v", action="store_true", help="show every detail uncut (framework errors whole)")
     parser.add_argument("--allow-partial", action="store_true",
-                        help="an API that is not certified (a declared family never ran, or no scaling declared) does not fail the run")
+                        help="an API that is not certified (a family of its kind or declared scaling never ran) does not fail the run")
 
 
 def run(args: argparse.Namespace) -> int:

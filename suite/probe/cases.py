@@ -23,7 +23,8 @@ from suite.verify.checks import rounding_tolerance
 from suite.verify.correlation import agreements
 from suite.verify.stats import ALPHA_PER_CHECK, binomial_interval
 
-OUTCOMES = ("error", "crash", "timeout", "n/a", "empty", "nan", "identity", "zeros", "inverted", "vanilla", "other")
+OUTCOMES = ("error", "crash", "timeout", "n/a", "empty", "nan", "identity", "zeros", "inverted", "vanilla", "gaussian",
+            "alpha", "other")
 """The vocabulary, in the order it is decided: the first that applies wins."""
 NO_OUTPUT = ("error", "crash", "timeout", "n/a")  # nothing came back to classify
 
@@ -39,7 +40,9 @@ SEEDS_INDEPENDENT, SEEDS_SHIFTED, SEEDS_CORRELATED = "independent", "s+1 = s's m
 
 # Findings measured in two processes are filled in by the parent (probe_run), not the worker.
 KINDS = ("forward", "grad-values", "grad-mask", "seed-twice", "process", "broadcast", "keep-share", "kept-value",
-         "device-seed", "compiled", "compiled-grad", "rate-resolution", "threads", "seed-neighbours")
+         "device-seed", "compiled", "compiled-grad", "rate-resolution", "threads", "seed-neighbours", "seed-output", "grad-multiplier")
+ALL_KINDS = ("bernoulli", "gaussian", "alpha")  # suite.spec.KINDS: the dropout kinds a case applies to
+FAMILY = ("gaussian", "alpha")
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,23 @@ class Case:
     convention: bool = False  # a row of the conventions table (its cell shows the finding)
     device: str = "cpu"  # "cuda": a GPU case (GPU_CASES), n/a with the reason where the API sees no GPU
     timeout_s: float | None = None  # a longer per-case watchdog (torch.compile's first compile)
+    kinds: tuple[str, ...] = ALL_KINDS  # the dropout kinds it applies to; an API of another kind records n/a
+
+    def expected_for(self, kind: str) -> str | None:
+        """``expected`` for an API of dropout ``kind``: "inverted" is the kind's own label there, "{kind}"
+        is filled in, and "zeros" (rate 1) holds for alpha dropout (its limit) but not for Gaussian (undefined)."""
+        e = self.expected
+        if kind not in self.kinds:  # the API records n/a: the case prescribes nothing for it
+            return None
+        if e is None or kind == "bernoulli":
+            return e
+        if "{kind}" in e:
+            return e.replace("{kind}", kind)
+        if e == "inverted":
+            return kind
+        if e == "zeros":
+            return "zeros" if kind == "alpha" else None
+        return e
 
     @property
     def keep(self) -> float:
@@ -105,7 +125,11 @@ class Case:
             if self.id == "broadcast-channel":
                 shape, axes = (8, 16) + (4,) * (layout_ndim - 2), tuple(layout_axes)
             elif not self.axes and len(shape) < layout_ndim:
-                shape, axes = shape + (1,) * (layout_ndim - len(shape)), tuple(layout_axes)
+                if any(a < len(shape) for a in layout_axes):  # a per-sample layout (drop path): one sample per element
+                    shape = (math.prod(shape),) + (1,) * (layout_ndim - 1)
+                else:
+                    shape = shape + (1,) * (layout_ndim - len(shape))
+                axes = tuple(layout_axes)
         x = np.ones(shape, dtype=_numpy_dtype(self.dtype))
         if self.fill == "inf-row" and x.size:
             x[0] = np.inf
@@ -244,6 +268,23 @@ GPU_CASES: tuple[Case, ...] = (
           rate=0.1, dtype="bfloat16", kind="kept-value", convention=True, device="cuda"),
 )
 """Cases run only when the probe is asked for a GPU (``--device cuda``); CASES are the CPU map."""
+
+# --- issue 28: the dropout family beyond Bernoulli (a block of its own, to ease merging) -------------------------
+# The conventions above read y != 0 as the mask: they are Bernoulli cases (n/a for Gaussian and alpha dropout,
+# whose outputs are never 0). The edge cases run on every kind, each judged by its own kind's label.
+SAME_OUTPUT, NEW_OUTPUT = "same output", "new output"
+FORWARD_MULTIPLIER, OTHER_MULTIPLIER = "forward multiplier", "other multiplier"
+CASES = tuple(Case(**{**c.__dict__, "kinds": ("bernoulli",)}) if c.convention else c for c in CASES)
+GPU_CASES = tuple(Case(**{**c.__dict__, "kinds": ("bernoulli",)}) if c.convention else c for c in GPU_CASES)
+CASES = CASES + (
+    _case("family:rate=0.999", "Gaussian or alpha dropout near rate 1: Gaussian noise of variance 999, alpha's a = 15.8; "
+          "defined by the spec, numerically extreme.", rate=0.999, expected="{kind}", kinds=FAMILY),
+    _case("family:seed-twice", "The same seed in two calls of one process: the same output (the noise, not a 0/1 mask)?",
+          kind="seed-output", expected=SAME_OUTPUT, convention=True, kinds=FAMILY, checks=("seed/float32",)),
+    _case("family:grad", "Backward with x = 1 and grad_out = 1: is the gradient the forward's multiplier (Gaussian: "
+          "y; alpha: a where kept, 0 where dropped)?", kind="grad-multiplier", expected=FORWARD_MULTIPLIER,
+          convention=True, kinds=FAMILY, checks=("gradient/rate=0.5/float32",)),
+)
 CASE_IDS: tuple[str, ...] = tuple(c.id for c in CASES)
 GPU_CASE_IDS: tuple[str, ...] = tuple(c.id for c in GPU_CASES)
 BY_ID: dict[str, Case] = {c.id: c for c in CASES + GPU_CASES}
@@ -296,12 +337,14 @@ def summarize(y: np.ndarray, *, values: bool = True) -> dict[str, Any]:
     return out
 
 
-def classify(x: np.ndarray, y: np.ndarray, keep: float) -> tuple[str, dict[str, Any]]:
+def classify(x: np.ndarray, y: np.ndarray, keep: float, kind: str = "bernoulli") -> tuple[str, dict[str, Any]]:
     """The first outcome of OUTCOMES (after the no-output ones) that describes y for input x.
 
     empty: no elements; nan: a NaN where x had none; identity: y == x; zeros: all 0;
     inverted: every y in {0, x/keep} with both present; vanilla: every y in {0, x} with
     both present; other: anything else. NaN in x may stay NaN (NaN/keep is NaN).
+    For a Gaussian or alpha API (``kind``) after zeros: gaussian / alpha when the finite
+    elements pass that kind's check (:func:`family_label`), else other.
     """
     x, y = np.asarray(x), np.asarray(y)
     detail = summarize(y)
@@ -320,6 +363,8 @@ def classify(x: np.ndarray, y: np.ndarray, keep: float) -> tuple[str, dict[str, 
     dropped = ys == 0
     if dropped.all():
         return "zeros", detail
+    if kind != "bernoulli":
+        return family_label(xs, ys, 1.0 - keep, kind, np.asarray(x).dtype), detail
     if math.isfinite(keep) and keep > 0:
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             kept = _matches(ys, xs / keep, tol) & ~dropped
@@ -329,6 +374,45 @@ def classify(x: np.ndarray, y: np.ndarray, keep: float) -> tuple[str, dict[str, 
     if (kept | dropped).all() and kept.any() and dropped.any():
         return "vanilla", detail
     return "other", detail
+
+
+def family_label(x: np.ndarray, y: np.ndarray, rate: float, kind: str, dtype: Any = np.float64) -> str:
+    """``gaussian``: y/x over the finite inputs passes the Gaussian noise check (mean 1, variance rate/keep,
+    normal share within one sd; level 1e-9); ``alpha``: every finite input's output is a*x + b or
+    a*alpha' + b, both present; else ``other``."""
+    from suite.verify import family  # noqa: PLC0415 (verify's family checks; imported when a family API is probed)
+
+    if not (math.isfinite(rate) and 0.0 < rate < 1.0):
+        return "other"
+    finite = np.isfinite(x)
+    xs, ys = x[finite].astype(dtype), y[finite].astype(dtype)
+    if xs.size == 0:
+        return "other"
+    tol = _tolerance(xs, ys)  # knows bfloat16, which NumPy's finfo does not
+    if kind == "gaussian":
+        return kind if family.gaussian_noise(xs, ys, rate, tol=tol).passed else "other"
+    outcome, kept = family.alpha_values(xs, ys, rate, tol=tol)
+    return kind if outcome.passed and kept.any() and not kept.all() else "other"
+
+
+def same_output_finding(first: np.ndarray, second: np.ndarray) -> str:
+    return SAME_OUTPUT if np.array_equal(_f64(first), _f64(second), equal_nan=True) else NEW_OUTPUT
+
+
+def grad_multiplier_finding(y: np.ndarray, grad: np.ndarray, rate: float, kind: str) -> str:
+    """With x = 1 and grad_out = 1 the gradient is the forward's multiplier: Gaussian y itself; alpha a where kept."""
+    from suite.verify import family  # noqa: PLC0415
+
+    ys, gs = _f64(y), _f64(grad)
+    if ys.shape != gs.shape:
+        return f"gradient shape {list(gs.shape)}"
+    tol = _tolerance(np.asarray(y), np.asarray(grad))
+    if kind == "gaussian":
+        expected = ys
+    else:
+        kept = family.alpha_values(np.ones_like(y), y, rate)[1]
+        expected = np.where(kept, family.alpha_affine(rate)[0], 0.0)
+    return FORWARD_MULTIPLIER if _matches(gs, expected, tol).all() else OTHER_MULTIPLIER
 
 
 # -- convention findings (pure: arrays in, label out) --------------------------------------------
@@ -405,7 +489,10 @@ def nan_input_finding(x: np.ndarray, y: np.ndarray) -> str | None:
     if xs.shape != ys.shape or not np.isnan(xs).any():
         return None
     at = ys[np.isnan(xs)]
-    return DROPPED_NAN_ZERO if (at == 0).any() else NAN_SURVIVES
+    if (at == 0).any():
+        return DROPPED_NAN_ZERO
+    hidden = at[~np.isnan(at)]  # alpha dropout may set a dropped NaN to its constant a*alpha' + b
+    return f"dropped NaN -> {_fmt(hidden[0])}" if hidden.size else NAN_SURVIVES
 
 
 def ulp_offset(value: float, exact: float, dtype: Any) -> int:

@@ -51,18 +51,23 @@ def _observe(backend: Any, api: str, case: Case, x: np.ndarray, spec: DropoutSpe
     forward: Callable[[DropoutSpec], np.ndarray] = lambda s: np.asarray(backend.forward(x, s, api=api))  # noqa: E731
     if case.kind in ("compiled", "compiled-grad"):
         return _observe_compiled(backend, api, case, x, spec)
-    if case.kind == "grad-values" or case.kind == "grad-mask":
+    kind = getattr(spec, "kind", "bernoulli")
+    if case.kind in ("grad-values", "grad-mask", "grad-multiplier"):
         y, grad = backend.forward_backward(x, np.ones_like(x), spec, api=api)
         y, grad = np.asarray(y), np.asarray(grad)
         if case.kind == "grad-values":
-            outcome, detail = probes.classify(np.ones_like(x), grad, case.keep)
+            outcome, detail = probes.classify(np.ones_like(x), grad, case.keep, kind)
             return outcome, None, detail
-        outcome, detail = probes.classify(x, y, case.keep)
+        outcome, detail = probes.classify(x, y, case.keep, kind)
+        if case.kind == "grad-multiplier":
+            return outcome, probes.grad_multiplier_finding(y, grad, 1.0 - case.keep, kind), detail
         return outcome, probes.grad_mask_finding(y, grad), detail
     y = forward(spec)
-    outcome, detail = probes.classify(x, y, case.keep)
+    outcome, detail = probes.classify(x, y, case.keep, kind)
     finding: str | None = None
-    if case.kind == "seed-twice":
+    if case.kind == "seed-output":
+        finding = probes.same_output_finding(y, forward(spec))
+    elif case.kind == "seed-twice":
         finding = probes.same_mask_finding(y, forward(spec))
     elif case.kind == "device-seed":  # the same spec (and seed) on the host: the same kept positions?
         if "cpu" not in backend.devices():
@@ -133,16 +138,20 @@ def run_case(backend: Any, api: str, case: Case, seed: int) -> dict[str, Any]:
             devices = list(backend.devices())
             if not any(d.startswith(case.device) for d in devices):
                 raise Unsupported(f"{record['api']} sees no {case.device} device here (devices: {', '.join(devices) or 'none'})")
+        record["expected"] = case.expected_for(info.kind)
+        if info.kind not in case.kinds:
+            raise Unsupported(f"a {'/'.join(case.kinds)} case: {info.kind} dropout has no 0/1 mask for it to read")
         if case.dtype == "bfloat16" and "bfloat16" not in info.dtypes:
             raise Unsupported(f"{record['api']} has no bfloat16 bridge in its adapter (declares {', '.join(info.dtypes)})")
         try:
             x, axes = case.make_input(layout.ndim if layout else None, layout.broadcast_axes if layout else ())
         except LookupError as exc:  # ml_dtypes missing
             raise Unsupported(str(exc)) from exc
-        use_seed = seed if case.seeded and ("seed" in info.capabilities or case.kind in ("seed-twice", "process", "threads")) else None
+        seed_cases = ("seed-twice", "process", "threads", "seed-output")
+        use_seed = seed if case.seeded and ("seed" in info.capabilities or case.kind in seed_cases) else None
         spec_dtype = case.dtype if case.dtype in ("float16", "bfloat16") else "float32"  # int32: a layer's default dtype
         spec = DropoutSpec.unchecked(case.rate, training=case.training, broadcast_axes=axes, seed=use_seed, dtype=spec_dtype,
-                                     device=case.device)
+                                     device=case.device, kind=info.kind)
         outcome, finding, detail = _observe(backend, api, case, x, spec)
         detail["in_dtype"] = x.dtype.name
         detail["in_shape"] = list(x.shape)

@@ -133,6 +133,7 @@ class ApiChecker:
     def _spec(self, rate: float, dtype: str, **kw: Any) -> DropoutSpec:
         kw.setdefault("broadcast_axes", self.axes)
         kw.setdefault("scaling", self.scaling or "inverted")
+        kw.setdefault("kind", self.info.kind)
         if "seed" in self.caps:
             kw.setdefault("seed", CALL_SEED)
         return DropoutSpec(rate=rate, dtype=dtype, **kw)
@@ -171,22 +172,26 @@ class ApiChecker:
                 yield from self._undeclared_scalings(dtype)
                 if self.scaling is None:
                     continue
-            yield from self._guarded(f"identity/rate=0/{dtype}", lambda: self._rate_zero(dtype))
-            yield from self._guarded(f"zeros/rate=1/{dtype}", lambda: self._rate_one(dtype))
-            for rate in RATES[1:-1]:
-                yield from self._guarded(f"train/rate={rate}/{dtype}", lambda rate=rate: self._train(rate, dtype))
-            if "backward" not in self.caps:
-                yield f"gradient/{dtype}", "skip", f"{self.api} does not declare 'backward'"
-            yield from self._capability("eval", f"eval/{dtype}", lambda: self._eval(dtype))
-            yield from self._capability("seed", f"seed/{dtype}", lambda: self._seed(dtype))
-            if self._reference() is not None:
-                yield from self._capability("seed", f"reference/{dtype}", lambda: self._same_as_reference(dtype))
-            yield from self._capability("vanilla", f"vanilla/{dtype}", lambda: self._vanilla(dtype))
-            if self.info.layout is None:  # a fixed layout is checked by mask-shared instead
-                for shape, axes in BROADCAST_CASES:
-                    name = f"broadcast/axes={','.join(map(str, axes))}/{dtype}"
-                    yield from self._capability("broadcast_axes", name, lambda s=shape, a=axes: self._broadcast(s, a, dtype))
+            yield from self._plan(dtype)
             yield from self._call_checks(dtype)
+
+    def _plan(self, dtype: str) -> Iterator[tuple[str, str, str]]:
+        """The check groups of one dtype (a Bernoulli API's; suite/verify/family.py has the other kinds')."""
+        yield from self._guarded(f"identity/rate=0/{dtype}", lambda: self._rate_zero(dtype))
+        yield from self._guarded(f"zeros/rate=1/{dtype}", lambda: self._rate_one(dtype))
+        for rate in RATES[1:-1]:
+            yield from self._guarded(f"train/rate={rate}/{dtype}", lambda rate=rate: self._train(rate, dtype))
+        if "backward" not in self.caps:
+            yield f"gradient/{dtype}", "skip", f"{self.api} does not declare 'backward'"
+        yield from self._capability("eval", f"eval/{dtype}", lambda: self._eval(dtype))
+        yield from self._capability("seed", f"seed/{dtype}", lambda: self._seed(dtype))
+        if self._reference() is not None:
+            yield from self._capability("seed", f"reference/{dtype}", lambda: self._same_as_reference(dtype))
+        yield from self._capability("vanilla", f"vanilla/{dtype}", lambda: self._vanilla(dtype))
+        if self.info.layout is None:  # a fixed layout is checked by mask-shared instead
+            for shape, axes in BROADCAST_CASES:
+                name = f"broadcast/axes={','.join(map(str, axes))}/{dtype}"
+                yield from self._capability("broadcast_axes", name, lambda s=shape, a=axes: self._broadcast(s, a, dtype))
 
     def _undeclared_scalings(self, dtype: str) -> Iterator[tuple[str, str, str]]:
         """Skip records for the scalings the API does not declare (coverage reads them)."""
@@ -352,16 +357,22 @@ class ApiChecker:
         shift but 0 (fresh-mask's), and their kept counts spread as Binomial counts do."""
         while len(masks) < independence.CHAIN_CALLS:
             y, _ = self._call(x, None, spec.replace(seed=None))
-            masks.append(checks.group_mask(checks.kept_mask(y), self.axes))
+            masks.append(checks.group_mask(self._mask_bits(x, y, spec.rate), self.axes))
         pairs = [(f"calls {i + 1},{i + 2}", masks[i], masks[i + 1]) for i in range(len(masks) - 1)]
         yield f"cross-call/{tag}", independence.masks_independent(pairs, keep, zero=False)
         yield f"call-dispersion/{tag}", dispersion.calls_dispersion(masks, keep)
 
+    @staticmethod
+    def _mask_bits(x: np.ndarray, y: np.ndarray, rate: float) -> np.ndarray:
+        """One bit per element that the chain and seed tests compare: a Bernoulli API's kept mask (FamilyChecker:
+        alpha's kept mask, the sign of Gaussian noise, both fair at rate 0.5)."""
+        return checks.kept_mask(y)
+
     def _cross_seed(self, x: np.ndarray, dtype: str) -> Iterator[tuple[str, Outcome]]:
         """Seeds s, s+1, s+2, s+1000 give masks uncorrelated at every shift, 0 included."""
         keep, seeds = 1.0 - INDEPENDENCE_RATE, [CALL_SEED + d for d in independence.SEED_OFFSETS]
-        masks = [checks.group_mask(checks.kept_mask(self._call(x, None, self._spec(INDEPENDENCE_RATE, dtype, seed=s))[0]),
-                                   self.axes) for s in seeds]
+        masks = [checks.group_mask(self._mask_bits(x, self._call(x, None, self._spec(INDEPENDENCE_RATE, dtype, seed=s))[0],
+                                                   INDEPENDENCE_RATE), self.axes) for s in seeds]
         pairs = [(f"seeds {seeds[i]},{seeds[j]}", masks[i], masks[j]) for i, j in independence.SEED_PAIRS]
         yield f"cross-seed/{dtype}", independence.masks_independent(pairs, keep, zero=True)
 
@@ -369,4 +380,9 @@ class ApiChecker:
 def check_api(backend: Any, api: str) -> list[CheckRecord]:
     """All conformance records for one API, in a fixed order."""
     api_id = f"{backend.name}:{api}"
-    return [CheckRecord(backend.name, api_id, check, status, detail) for check, status, detail in ApiChecker(backend, api).run()]
+    checker = ApiChecker(backend, api)
+    if checker.info.kind != "bernoulli":  # Gaussian and alpha dropout: their own plan (suite/verify/family.py)
+        from suite.verify.family import FamilyChecker  # noqa: PLC0415 (family builds on this module)
+
+        checker = FamilyChecker(backend, api)
+    return [CheckRecord(backend.name, api_id, check, status, detail) for check, status, detail in checker.run()]

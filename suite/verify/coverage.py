@@ -30,10 +30,15 @@ CONTRACTS: dict[str, tuple[str, ...]] = {
                   "broadcast-lag", "broadcast-position"),
     "dtypes": ("dtype", "grad-dtype"),
     "input": ("input-unchanged",),
+    # the dropout family beyond Bernoulli (suite/verify/family.py): each kind's training contract
+    "gaussian training": ("gaussian-train", "gaussian-values", "gaussian-noise"),
+    "alpha training": ("alpha-train", "alpha-values", "alpha-mask-shared", "alpha-moments"),
 }
 """Contract family -> the check families (first part of a check id) that test it."""
 REQUIRED = "training"
 SCALING_FAMILIES = ("inverted", "vanilla")  # their bare skip records say which scalings are not declared
+TRAINING = (REQUIRED, "gaussian training", "alpha training")
+"""The training contract of each kind (bernoulli, gaussian, alpha): the API's own must run for a certificate."""
 OPTIONAL = frozenset({"reference"})
 """Contracts an API has only when it declares them (a ``reference_for`` hook): without a record, not listed as skipped."""
 VERDICTS = ("pass", "fail", "known")
@@ -47,10 +52,31 @@ def undeclared(api: str, what: str) -> str:
     return f"{api} does not declare {what!r}"
 
 
+NOT_APPLICABLE = "does not apply: "
+
+
+def not_applicable(reason: str) -> str:
+    """The detail of a skip record for a family the spec itself rules out for this API's kind (e.g. Gaussian
+    dropout at rate 1, or with a noise shape): excused like an undeclared capability."""
+    return NOT_APPLICABLE + reason
+
+
 def _excused(why: str) -> bool:
-    """A skip that costs no certificate: not declared, not applicable to a fixed layout, or not in the plan
-    for this API at all (no record); a family that was tried and skipped or errored is not excused."""
-    return " does not declare '" in why or why in _NO_RECORD.values() or why == NO_RECORD
+    """A skip that costs no certificate: not declared, ruled out by the spec for the API's kind, not applicable
+    to a fixed layout, or not in the plan for this API at all (no record); a family that was tried and skipped
+    or errored is not excused."""
+    return " does not declare '" in why or NOT_APPLICABLE in why or why in _NO_RECORD.values() or why == NO_RECORD
+
+
+def _own_training(families: set[str]) -> str:
+    """The training contract of the API's kind, told by its records (a Bernoulli API runs none of the others)."""
+    return next((c for c in TRAINING[1:] if families & set(CONTRACTS[c])), REQUIRED)
+
+
+def _other_kinds(own: str) -> tuple[str, ...]:
+    """Contracts that do not apply to an API whose training contract is ``own``: other kinds' training,
+    and for the family beyond Bernoulli also the Bernoulli-only vanilla scheme."""
+    return tuple(c for c in TRAINING if c != own) + (("vanilla",) if own != REQUIRED else ())
 
 
 def contract_of(check: str) -> str | None:
@@ -65,6 +91,7 @@ class ApiCoverage:
     skipped: dict[str, str] = field(default_factory=dict)  # contract -> why
     notes: list[str] = field(default_factory=list)  # e.g. "float16: not declared"
     scalings: list[str] = field(default_factory=lambda: list(SCALING_FAMILIES[:1]))  # declared training scalings
+    training: str = REQUIRED  # the training contract of the API's kind (TRAINING)
 
     @property
     def missing(self) -> list[str]:
@@ -73,18 +100,19 @@ class ApiCoverage:
 
     @property
     def certified(self) -> bool:
-        return bool(self.scalings) and REQUIRED in self.ran and not self.missing
+        declared = bool(self.scalings) or self.training != REQUIRED  # the family's kinds have one scheme, no scaling choice
+        return declared and self.training in self.ran and not self.missing
 
     @property
     def reason(self) -> str:
         """Why the API is not certified ("" when it is)."""
         if self.certified:
             return ""
-        if not self.scalings:
+        if not self.scalings and self.training == REQUIRED:
             return "it declares neither inverted nor vanilla training"
         if not self.ran:
             return "no check ran"
-        first = next(c for c in [REQUIRED, *self.missing] if c not in self.ran)
+        first = next(c for c in [self.training, *self.missing] if c not in self.ran)
         return f"the {first} family did not run ({self.skipped.get(first, 'no record')})"
 
     def line(self) -> str:
@@ -124,9 +152,10 @@ def coverage(records: Iterable[dict[str, str]]) -> list[ApiCoverage]:
     out = []
     for api, ran in verdicts.items():
         ordered = [c for c in CONTRACTS if c in ran]
-        layout = "mask-shared" in families[api]
+        layout = bool({"mask-shared", "alpha-mask-shared"} & families[api])
+        own = _own_training(families[api])
         skipped = {c: why[api].get(c, _NO_RECORD.get(c, NO_RECORD) if layout else NO_RECORD)
-                   for c in CONTRACTS if c not in ran and (c not in OPTIONAL or c in why[api])}
+                   for c in CONTRACTS if c not in ran and (c not in OPTIONAL or c in why[api]) and c not in _other_kinds(own)}
         scalings = [s for s in SCALING_FAMILIES if s not in undeclared_scalings.get(api, set())]
-        out.append(ApiCoverage(api, ordered, skipped, notes.get(api, []), scalings))
+        out.append(ApiCoverage(api, ordered, skipped, notes.get(api, []), scalings, own))
     return out

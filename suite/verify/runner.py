@@ -17,7 +17,9 @@ from suite.verify.stats import ALPHA_PER_CHECK
 
 STATISTICAL_CHECKS = ("kept-fraction", "mean", "fresh-mask", "broadcast-kept-fraction", "vanilla-kept-fraction",
                       "lag", "position", "magnitude", "broadcast-lag", "broadcast-position",
-                      "cross-call", "call-dispersion", "dispersion", "cross-seed")
+                      "cross-call", "call-dispersion", "dispersion", "cross-seed",
+                      "gaussian-noise", "alpha-moments")
+"""Check families bounded by ALPHA_PER_CHECK; the last two are the dropout family's (suite/verify/family.py)."""
 FAILED_STATUSES = ("fail", "error", "crash", "timeout")
 
 
