@@ -235,8 +235,8 @@ def run_worker(ref: BackendRef, options: BenchOptions, parts: Path, progress: Pr
 
 
 def run_process(ref: BackendRef, options: BenchOptions, parts: Path, process: int,
-                progress: Progress | None = None) -> WorkerRun:
-    """One fresh pytest worker process of one backend."""
+                progress: Progress | None = None, env: dict[str, str] | None = None) -> WorkerRun:
+    """One fresh pytest worker process of one backend (``env``: extra variables, a duet side's)."""
     stem = _safe(ref.name) + (f".p{process}" if process else "")
     part_json = parts / f"{stem}.pytest.json"
     part_json.unlink(missing_ok=True)
@@ -246,7 +246,8 @@ def run_process(ref: BackendRef, options: BenchOptions, parts: Path, process: in
                 process=process)
     task = Task("bench", ref.ref, {"plan": plan.to_json()}, name=stem)
     where = f" (process {process + 1}/{options.processes})" if options.processes > 1 else ""
-    result = dispatch(task, timed=True, timeout=options.timeout, env=thread_env(options.threads), workdir=parts,
+    result = dispatch(task, timed=True, timeout=options.timeout, env={**thread_env(options.threads), **(env or {})},
+                      workdir=parts,
                       # next to the task file: the work folder may be on another node (--executor)
                       command=lambda python, task_file: pytest_command(task_file.with_name(part_json.name),
                                                                        options.profile, python, task_file),
