@@ -230,6 +230,8 @@ def test_cli_judges_a_duet_file_and_exits_1_on_regression(tmp_path) -> None:
     (["--duet", "numpy", "numpy", "--new-env", "oops"], "'oops'"),
     (["--duet", "numpy", "nosuchbackend"], "nosuchbackend"),
     (["--duet", "numpy", "numpy", "--test", "z"], "'z'"),
+    (["--duet", "numpy", "numpy", "--same-process"], "both are named 'numpy'"),
+    (["--duet", "numpy", "numpy", "--same-process", "--side-by-side"], "exclude each other"),
 ])
 def test_cli_duet_misuse_exits_2(tmp_path, args, named) -> None:
     if args[0] != "--duet":
@@ -252,3 +254,19 @@ def test_cli_duet_runs_both_sides_alternating_with_their_settings(tmp_path) -> N
     rows = [b for b in payload["new"]["benchmarks"] if b["extra_info"]["api"] == "calib25:fast"]
     assert rows and all(len(b["extra_info"]["processes"]) == 2 for b in rows)
     assert "duet mode, " in proc.stdout and "paired-t" in proc.stdout
+
+
+def test_same_process_rows_split_by_backend_with_the_baselines_on_both_sides() -> None:
+    from suite.bench.duet import _only
+    from suite.bench.runner import WorkerRun
+
+    rows = [{"extra_info": {"backend": b, "api": f"{b}:fast"}} for b in ("calibaa", "calib25", "baseline")]
+    run = WorkerRun("results.calibration.slow_plugin:SlowAA", "x", benchmarks=rows)
+    assert [b["extra_info"]["backend"] for b in _only(run, {"calib25"}).benchmarks] == ["calib25", "baseline"]
+    assert [b["extra_info"]["backend"] for b in _only(run, {"calibaa"}).benchmarks] == ["calibaa", "baseline"]
+    # the shared baseline rows are one measurement: compare_duet does not test them against themselves
+    same = _row("baseline:copy", 2**16, [1.0, 1.2, 0.9], "w")
+    old, new = _side("calibaa:fast", {2**16: [1.0, 1.0, 1.0]}), _side("calib25:fast", {2**16: [1.3, 1.3, 1.31]})
+    old["benchmarks"].append(same)
+    new["benchmarks"].append(same)
+    assert [r.key[0] for r in compare_duet(old, new, SETTINGS)] == ["fast"]

@@ -57,3 +57,10 @@ class SlowAA(_Slow):
 
     name = "calibaa"
     env = "DROPBENCH_CALIBAA"
+
+
+class SlowAB(_Slow):
+    """calibaa's twin under another name: the A/A NEW side when both sides share one process (same-process duets)."""
+
+    name = "calibab"
+    env = "DROPBENCH_CALIBAB"

@@ -64,6 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     duet.add_argument("--side-by-side", action="store_true",
                       help="run the two processes of a pair at the same time (one core each with the default 1 "
                            "thread) instead of one after the other: both see the same neighbours' load")
+    duet.add_argument("--same-process", action="store_true",
+                      help="time both backends in one worker process per pair, their cases interleaved round by round "
+                           "(two backends of different names in one environment, e.g. numpy:fast and a plugin)")
     duet.add_argument("--pairs", type=int, default=None, metavar="K",
                       help="process pairs (default 3: the processes of two `bench --quick` files)")
     duet.add_argument("--test", choices=PAIRED_TESTS, default=None,
@@ -106,7 +109,7 @@ def _what(normalize: str, clock: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from suite.runtime.loader import UsageError  # noqa: PLC0415
 
-    duet_only = ("side_by_side", "pairs", "test", "old_threads", "new_threads", "threads", "sizes", "json")
+    duet_only = ("side_by_side", "same_process", "pairs", "test", "old_threads", "new_threads", "threads", "sizes", "json")
     if not args.duet:
         used = [n for n in duet_only if getattr(args, n)] + (["old_env"] if args.old_env else []) + \
             (["new_env"] if args.new_env else [])
@@ -206,11 +209,19 @@ def _run_duet(args: argparse.Namespace) -> int:
     options = BenchOptions(quick=True, sizes=sizes, apis=tuple(args.api), threads=args.threads or 1)
     try:
         payload = run_duet(old, new, options, pairs, progress=_progress, json_path=args.json,
-                           layout="side-by-side" if args.side_by_side else "alternate")
+                           layout=_layout(args))
     except DuetFailed as exc:
         print(f"duet: not judged: {exc}")
         return 1
     return _judge_duet(payload, settings, args)
+
+
+def _layout(args: argparse.Namespace) -> str:
+    from suite.runtime.loader import UsageError  # noqa: PLC0415
+
+    if args.side_by_side and args.same_process:
+        raise UsageError("--side-by-side and --same-process exclude each other")
+    return "side-by-side" if args.side_by_side else "same-process" if args.same_process else "alternate"
 
 
 def _progress(message: str) -> None:
@@ -241,14 +252,14 @@ def _judge_duet(payload: dict, settings, args: argparse.Namespace) -> int:  # no
     layout = payload.get("layout", "alternate")
     print(f"duet: OLD {sides['old']['ref']} {sides['old']['env'] or ''} vs NEW {sides['new']['ref']} "
           f"{sides['new']['env'] or ''}, {payload['pairs']} process pairs in one run, "
-          f"{'side by side' if layout == 'side-by-side' else 'alternating'}")
+          f"{layout.replace('-', ' ') if layout != 'alternate' else 'alternating'}")
     _print_table(results, "pairs")
     tally = counts(results)
     print(f"\ncompare --duet: {', '.join(f'{n} {v}' for v, n in tally.items() if n)}")
     print(f"verdict: 'regression' means the geometric mean over pairs of new/old {_what(settings.normalize, settings.clock)} "
           f"is above x{1 + settings.threshold:g} AND the paired {settings.test} test on log(new/old) per pair gives "
           f"p < {settings.alpha:g}; 'improvement' the same below x1/{1 + settings.threshold:g}.")
-    mode = "duet" if layout == "alternate" else "duet-side-by-side"
+    mode = "duet" if layout == "alternate" else f"duet-{layout}"
     print(f"{mode.replace('-', ' ')} mode, " + rates_line(calibration(mode), settings == DUET_DEFAULTS))
     if not any(r.p_value is not None for r in results):
         print("no row could be tested (see the verdicts)")

@@ -117,14 +117,19 @@ def judge_pairs(old: Sequence[float], new: Sequence[float], *, threshold: float,
     return ratio, p, "unchanged", d.size
 
 
-def _pair_key(bench: dict[str, Any]) -> tuple[Any, ...]:
-    """A row's identity across the two sides: the API without its backend name (OLD and NEW may be
-    two backends, e.g. numpy:fast against a plugin's fast), so baselines stay apart from APIs."""
+def _pair_key(bench: dict[str, Any], short: bool) -> tuple[Any, ...]:
+    """A row's identity across the two sides: its API id, or with ``short`` the API without its backend
+    name (OLD and NEW are two backends, e.g. numpy:fast against a plugin's fast); baselines keep theirs."""
     info = bench["extra_info"]
     api = str(info.get("api", ""))
-    short = api if api.startswith("baseline:") else api.split(":", 1)[-1]
-    return (short, info.get("direction"), info.get("device"), info.get("dtype"), info.get("numel"),
+    if short and not api.startswith("baseline:"):
+        api = api.split(":", 1)[-1]
+    return (api, info.get("direction"), info.get("device"), info.get("dtype"), info.get("numel"),
             info.get("mode") or "eager")
+
+
+def _backends(payload: dict[str, Any]) -> set[str]:
+    return {str(b["extra_info"].get("api", "")).split(":", 1)[0] for b in payload.get("benchmarks") or []} - {"baseline"}
 
 
 def _figures(bench: dict[str, Any], normalize: str, clock: str) -> list[float | None]:
@@ -160,8 +165,14 @@ def compare_duet(old: dict[str, Any], new: dict[str, Any], settings: DuetSetting
     ratio, largest first; ``pairs``: only the first that many pairs (calibration)."""
     from suite.report.compare import key_label  # noqa: PLC0415
 
+    names = _backends(old), _backends(new)
+    short = names[0] != names[1]
+    if short and (len(names[0]) > 1 or len(names[1]) > 1):
+        raise ValueError(f"cannot pair backends {sorted(names[0])} with {sorted(names[1])}: give each side one "
+                         "backend, or the same backends on both")
+
     def index(payload: dict[str, Any]) -> dict[tuple[Any, ...], dict[str, Any]]:
-        return {_pair_key(b): b for b in payload.get("benchmarks") or []
+        return {_pair_key(b, short): b for b in payload.get("benchmarks") or []
                 if not apis or b["extra_info"].get("api") in apis or str(b["extra_info"].get("api")).startswith("baseline:")}
 
     oi, ni = index(old), index(new)
@@ -170,12 +181,15 @@ def compare_duet(old: dict[str, Any], new: dict[str, Any], settings: DuetSetting
         o, n = oi.get(key), ni.get(key)
         ref = n or o
         info = ref["extra_info"]
-        label = key_label((info.get("api"), *key[1:5], key[5], info.get("worker") or info.get("backend")))
+        owner = info.get("worker") if str(key[0]).startswith("baseline:") else info.get("backend")
+        label = key_label((info.get("api"), *key[1:5], key[5], owner or info.get("worker")))
         if o is None or n is None:
             out.append(Comparison(key, label, None, None, None, None, "—",
                                   "missing-in-old" if o is None else "missing-in-new"))
             continue
-        how = "none" if key[0].startswith("baseline:") else settings.normalize
+        if str(key[0]).startswith("baseline:") and o["extra_info"].get("processes") == n["extra_info"].get("processes"):
+            continue  # one process timed both sides (same-process layout): the same rounds, nothing to compare
+        how = "none" if str(key[0]).startswith("baseline:") else settings.normalize
         fo, fn = _figures(o, how, settings.clock), _figures(n, how, settings.clock)
         if pairs:
             fo, fn = fo[:pairs], fn[:pairs]
@@ -214,5 +228,5 @@ def rates_line(entry: dict[str, Any] | None, settings_match: bool) -> str:
         for s in sorted(det, key=lambda s: -int(s))]
     where = "at these (default) settings" if settings_match else "at the default settings (not these)"
     return (f"{where}, on {entry['machine']} ({entry.get('note', 'shared 2-core VM')}): unchanged code flagged in "
-            f"{entry['aa_rate']:.1%} of rows ({entry['aa_rows']} A/A rows over {entry['aa_runs']} runs); "
+            f"{entry['aa_rate']:.1%} of rows ({entry['aa_rows']} A/A rows over {entry['aa_runs']} {entry.get('aa_unit', 'runs')}); "
             + "; ".join(parts) + f" ({entry['trials_per_cell']} trials per cell; results/calibration/{entry['source']})")
