@@ -179,7 +179,8 @@ def test_parse_env_names_a_bad_setting() -> None:
     assert parse_env(["A=1", "B_2=x=y"]) == {"A": "1", "B_2": "x=y"}
     with pytest.raises(UsageError, match="'nope'"):
         parse_env(["nope"])
-    assert Side("numpy", {"A": "1"}, 2).describe() == "numpy [A=1, threads=2]"
+    assert Side("numpy", env={"A": "1"}, threads=2).describe() == "numpy [A=1, threads=2]"
+    assert Side("a:B", ("c:D",)).refs == ("a:B", "c:D")
 
 
 def test_read_duet_refuses_other_files() -> None:
@@ -196,15 +197,16 @@ def test_defaults_are_the_calibrated_ones_and_the_line_states_their_rates() -> N
         pytest.skip(f"no calibration stored in {CALIBRATION_FILE}")
     d = entry["defaults"]
     assert DuetSettings(d["threshold"], d["alpha"], d["normalize"], d["clock"], d["test"]) == DUET_DEFAULTS
-    line = rates_line(entry, True)
+    line = rates_line(entry, d)
     assert f"{entry['aa_rate']:.1%}" in line and "10 % slowdown caught in" in line
     files = calibration("files")
-    assert files is not None and "25 % slowdown" in rates_line(files, True)
+    assert files is not None and "25 % slowdown" in rates_line(files, files["defaults"])
+    assert "(not these)" in rates_line(entry, {**d, "alpha": 0.2})
 
 
 def test_rates_line_without_a_calibration_says_so(tmp_path) -> None:
     assert calibration("duet", tmp_path / "none.json") is None
-    assert "no calibration" in rates_line(None, True)
+    assert "no calibration" in rates_line(None, {})
 
 
 # ----------------------------------------------------------------------------------------- CLI

@@ -188,7 +188,7 @@ def _check_same_process(old: Side, new: Side, opts: dict[str, BenchOptions]) -> 
         raise UsageError(f"--same-process: cannot load {old.ref} or {new.ref} here to check them: {exc}") from None
     if set(names[0]) & set(names[1]):
         why.append(f"both are named {sorted(set(names[0]) & set(names[1]))[0]!r} (their rows would be one)")
-    if len({declaration(resolve([r])[0].ref) for r in (*old.refs, *new.refs)}) > 1:
+    if len({repr(declaration(resolve([r])[0].ref)) for r in (*old.refs, *new.refs)}) > 1:
         why.append("they run in different worker environments")
     if opts["old"].threads != opts["new"].threads:
         why.append("their thread counts differ")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 
@@ -162,9 +163,9 @@ def _run_files(args: argparse.Namespace) -> int:
     print(f"verdict: 'regression' means the median over processes of new/old {_what(normalize, clock)} is above "
           f"x{1 + threshold:g} AND Welch's t-test over the per-process figures (logs) gives p < {alpha:g}; "
           f"'improvement' the same below x1/{1 + threshold:g}.")
-    defaults = (threshold, alpha, normalize, clock) == (DEFAULT_THRESHOLD, DEFAULT_ALPHA, DEFAULT_NORMALIZE, DEFAULT_CLOCK)
     entry = calibration("files")
-    print("file-vs-file mode, " + rates_line(entry, defaults))
+    print("file-vs-file mode, " + rates_line(entry, {"threshold": threshold, "alpha": alpha, "normalize": normalize,
+                                                     "clock": clock}))
     if by_rounds:
         one = f"in calibration it flagged {entry['aa_rate_one_process']:.0%} of unchanged rows. " \
             if entry and entry.get("aa_rate_one_process") is not None else ""
@@ -204,8 +205,8 @@ def _run_duet(args: argparse.Namespace) -> int:
     except argparse.ArgumentTypeError as exc:
         raise UsageError(f"--sizes: {exc}") from None
     settings = _duet_settings(args)
-    old = Side(args.old, parse_env(args.old_env), args.old_threads)
-    new = Side(args.new, parse_env(args.new_env), args.new_threads)
+    old = Side(args.old, env=parse_env(args.old_env), threads=args.old_threads)
+    new = Side(args.new, env=parse_env(args.new_env), threads=args.new_threads)
     options = BenchOptions(quick=True, sizes=sizes, apis=tuple(args.api), threads=args.threads or 1)
     try:
         payload = run_duet(old, new, options, pairs, progress=_progress, json_path=args.json,
@@ -245,7 +246,7 @@ def _run_duet_file(args: argparse.Namespace) -> int:
 
 def _judge_duet(payload: dict, settings, args: argparse.Namespace) -> int:  # noqa: ANN001
     from suite.report.compare import counts, exit_code  # noqa: PLC0415
-    from suite.report.paired import DUET_DEFAULTS, calibration, compare_duet, rates_line  # noqa: PLC0415
+    from suite.report.paired import calibration, compare_duet, rates_line  # noqa: PLC0415
 
     results = compare_duet(payload["old"], payload["new"], settings, apis=tuple(args.api))
     sides = payload["sides"]
@@ -260,7 +261,7 @@ def _judge_duet(payload: dict, settings, args: argparse.Namespace) -> int:  # no
           f"is above x{1 + settings.threshold:g} AND the paired {settings.test} test on log(new/old) per pair gives "
           f"p < {settings.alpha:g}; 'improvement' the same below x1/{1 + settings.threshold:g}.")
     mode = "duet" if layout == "alternate" else f"duet-{layout}"
-    print(f"{mode.replace('-', ' ')} mode, " + rates_line(calibration(mode), settings == DUET_DEFAULTS))
+    print(f"{mode.replace('-', ' ')} mode, " + rates_line(calibration(mode), dataclasses.asdict(settings)))
     if not any(r.p_value is not None for r in results):
         print("no row could be tested (see the verdicts)")
     return exit_code(results)

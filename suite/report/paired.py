@@ -218,10 +218,12 @@ def calibration(mode: str, path: Path = CALIBRATION_FILE) -> dict[str, Any] | No
     return dict(entry, machine=data.get("machine_id"), source=str(path.name)) if entry else None
 
 
-def rates_line(entry: dict[str, Any] | None, settings_match: bool) -> str:
-    """The verdict line's calibrated rates of one mode, or why there are none."""
+def rates_line(entry: dict[str, Any] | None, settings: dict[str, Any]) -> str:
+    """The verdict line's calibrated rates of one mode (saying whether ``settings`` are the calibrated
+    defaults they were measured at), or why there are none."""
     if entry is None:
-        return "no calibration of this mode is stored (run results/calibration/calibrate.py duet)"
+        return "no calibration of this mode is stored (run results/calibration/calibrate.py duet and duet-analyze)"
+    settings_match = all(settings.get(k) == v for k, v in entry["defaults"].items())
     det = entry["detect"]
     parts = [f"a {int(s)} % slowdown caught in " + ", ".join(
         f"{det[s][n]:.0%} at {label}" for n, label in (("65536", "2^16"), ("4194304", "2^22")) if det[s].get(n) is not None)
