@@ -272,3 +272,48 @@ def test_same_process_rows_split_by_backend_with_the_baselines_on_both_sides() -
     old["benchmarks"].append(same)
     new["benchmarks"].append(same)
     assert [r.key[0] for r in compare_duet(old, new, SETTINGS)] == ["fast"]
+
+
+def _fake_process(calls: list):
+    """A run_process stand-in: records (side refs, pair, env) and returns one row per backend it was given."""
+    from suite.bench.runner import WorkerRun
+
+    def fake(ref, options, parts, process, progress=None, env=None, also=()):
+        from suite.bench.duet import backend_name
+
+        names = [backend_name(r.ref) for r in (ref, *also)]
+        calls.append((tuple(names), process, dict(env or {})))
+        rows = [{"name": n, "stats": {"median": 1.0}, "extra_info": {
+            "backend": n, "api": f"{n}:fast", "direction": "forward", "device": "cpu", "dtype": "float32",
+            "numel": 64, "mode": "eager", "worker": names[0],
+            "interleaved": {"data": [1.0], "cpu_median": 1.0, "cpu_ratio_copy": 1.0}}} for n in names]
+        return WorkerRun(names[0], ref.ref, benchmarks=rows, reported=True)
+    return fake
+
+
+def test_run_duet_orders_pairs_and_splits_a_shared_process(monkeypatch) -> None:
+    """No worker starts: the layouts' bookkeeping. Alternate: OLD, NEW, NEW, OLD with each side's
+    environment; same-process: one process per pair holding both, its rows split by backend."""
+    from suite.bench import duet as duet_module
+    from suite.bench.runner import BenchOptions
+
+    calls: list = []
+    monkeypatch.setattr(duet_module, "run_process", _fake_process(calls))
+    plugin = "results.calibration.slow_plugin"
+    old, new = Side(f"{plugin}:SlowAA"), Side(f"{plugin}:Slow25", env={"DROPBENCH_CALIB25": "1.25"})
+    payload = duet_module.run_duet(old, new, BenchOptions(quick=True, sizes=(64,)), 2)
+    assert [(c[0], c[1]) for c in calls] == [(("calibaa",), 0), (("calib25",), 0), (("calib25",), 1), (("calibaa",), 1)]
+    assert [c[2] for c in calls if c[0] == ("calib25",)] == [{"DROPBENCH_CALIB25": "1.25"}] * 2
+    assert [len(b["extra_info"]["processes"]) for b in payload["new"]["benchmarks"]] == [2]
+    calls.clear()
+    shared = duet_module.run_duet(old, new, BenchOptions(quick=True, sizes=(64,)), 3, layout="same-process")
+    assert [c[0] for c in calls] == [("calibaa", "calib25")] * 3 and calls[0][2] == {"DROPBENCH_CALIB25": "1.25"}
+    assert shared["layout"] == "same-process"
+    assert [b["extra_info"]["api"] for b in shared["old"]["benchmarks"]] == ["calibaa:fast"]
+    assert [b["extra_info"]["api"] for b in shared["new"]["benchmarks"]] == ["calib25:fast"]
+    calls.clear()
+    side = duet_module.run_duet(old, new, BenchOptions(quick=True, sizes=(64,)), 2, layout="side-by-side")
+    assert sorted((c[0], c[1]) for c in calls) == [(("calib25",), 0), (("calib25",), 1), (("calibaa",), 0), (("calibaa",), 1)]
+    assert side["order"] == [[0, "old+new"], [1, "old+new"]]
+    with pytest.raises(UsageError, match="sideways"):
+        duet_module.run_duet(old, new, BenchOptions(quick=True), 2, layout="sideways")
