@@ -251,8 +251,11 @@ def _judge_duet(payload: dict, settings, args: argparse.Namespace) -> int:  # no
     results = compare_duet(payload["old"], payload["new"], settings, apis=tuple(args.api))
     sides = payload["sides"]
     layout = payload.get("layout", "alternate")
-    print(f"duet: OLD {sides['old']['ref']} {sides['old']['env'] or ''} vs NEW {sides['new']['ref']} "
-          f"{sides['new']['env'] or ''}, {payload['pairs']} process pairs in one run, "
+    from suite.bench.duet import Side  # noqa: PLC0415
+
+    said = {n: Side(s["ref"], tuple(s.get("also") or ()), s.get("env") or {}, s.get("threads")).describe()
+            for n, s in sides.items()}
+    print(f"duet: OLD {said['old']} vs NEW {said['new']}, {payload['pairs']} process pairs in one run, "
           f"{layout.replace('-', ' ') if layout != 'alternate' else 'alternating'}")
     _print_table(results, "pairs")
     tally = counts(results)
