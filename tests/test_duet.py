@@ -141,8 +141,8 @@ def test_pairing_cancels_drift_that_hides_a_10_percent_slowdown_from_files() -> 
 
 
 def test_duet_aa_false_alarms_and_10_percent_power_synthetic() -> None:
-    """2000 synthetic A/A duets and 2000 10 %-slower ones at the defaults (3 pairs, paired t, alpha
-    0.05, threshold 0.05), drift 20 % shared within pairs, own noise 2 %. A/A: the flag rate is at most
+    """2000 synthetic A/A duets and 2000 10 %-slower ones (3 pairs, paired t, alpha 0.05, threshold 0.05;
+    the default threshold is 0.10), drift 20 % shared within pairs, own noise 2 %. A/A: the flag rate is at most
     alpha = 5 %, so over 2000 independent duets it exceeds 10 % with probability < 1e-6 (Chernoff bound,
     Binomial(2000, 0.05)). 10 %: t ~ 0.095 / (0.028 / sqrt 3) = 5.9 against the 4.30 point; the power
     of this model is about 0.8; a rate below 65 % has probability < 1e-6 if the power is >= 0.75."""
