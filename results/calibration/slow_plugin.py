@@ -37,30 +37,15 @@ class _Slow(NumpyBackend):
         return super().prepare((rows, *shape[1:]), spec, api=api, direction=direction, compiled=compiled)
 
 
-class Slow25(_Slow):
-    name = "calib25"
-    env = "DROPBENCH_CALIB25"
+def _variant(cls_name: str, name: str, doc: str = "") -> type[_Slow]:
+    """One calibration backend: its name, and the variable DROPBENCH_<NAME> that sets its work factor."""
+    return type(cls_name, (_Slow,), {"name": name, "env": f"DROPBENCH_{name.upper()}", "__doc__": doc or None,
+                                     "__module__": __name__})
 
 
-class Slow10(_Slow):
-    name = "calib10"
-    env = "DROPBENCH_CALIB10"
-
-
-class Slow05(_Slow):
-    name = "calib05"
-    env = "DROPBENCH_CALIB05"
-
-
-class SlowAA(_Slow):
-    """Never slowed by calibrate.py: the A/A rows of the plugins' own code (factor 1.0 on both sides)."""
-
-    name = "calibaa"
-    env = "DROPBENCH_CALIBAA"
-
-
-class SlowAB(_Slow):
-    """calibaa's twin under another name: the A/A NEW side when both sides share one process (same-process duets)."""
-
-    name = "calibab"
-    env = "DROPBENCH_CALIBAB"
+Slow25 = _variant("Slow25", "calib25")
+Slow10 = _variant("Slow10", "calib10")
+Slow05 = _variant("Slow05", "calib05")
+SlowAA = _variant("SlowAA", "calibaa", "Never slowed by calibrate.py: the A/A rows (factor 1.0 on both sides).")
+SlowAB = _variant("SlowAB", "calibab", "calibaa's twin under another name: the A/A NEW side when both sides share "
+                                       "one process (same-process duets).")
