@@ -543,6 +543,28 @@ def test_slow_cases_stop_at_slow_min_rounds_and_fast_ones_at_min_rounds() -> Non
     assert len(plain.times) == 7
 
 
+def test_buffer_sets_rotate_round_by_round() -> None:
+    """A member with three closures (buffer sets) uses set r mod 3 in round r, every set equally often,
+    and its baselines rotate theirs too. Catches a rotation stuck on the first set (the spread it exists
+    to average would stay between processes) or one that skips sets."""
+    clock = VirtualClock()
+    case = interleave.Member("a", [clock.step(f"a{i}", 1.0) for i in range(3)], 1)
+    copy = interleave.Member("copy", [clock.step(f"copy{i}", 0.1) for i in range(2)], 1, baseline="copy")
+    schedule = interleave.Schedule(min_rounds=6, max_rounds=6, target_rel_iqr=0.0, budget_s=1e9)
+    interleave.run_interleaved([case, copy], schedule, seed=2, clock=clock)
+    assert [x for x in clock.log if x.startswith("a")] == ["a0", "a1", "a2"] * 2
+    copies = [x for x in clock.log if x.startswith("copy")]
+    assert copies == ["copy0", "copy1"] * (len(copies) // 2) and len(copies) == 12
+
+
+def test_buffer_sets_only_for_memory_bound_cpu_cases() -> None:
+    assert timing.buffer_sets(2**22, "float32", "cpu") == timing.BUFFER_SETS > 1
+    assert timing.buffer_sets(2**20, "float32", "cpu") == 4  # 4 MiB: past the L2 caches
+    assert timing.buffer_sets(2**20, "float16", "cpu") == 1
+    assert timing.buffer_sets(2**16, "float32", "cpu") == 1
+    assert timing.buffer_sets(2**22, "float32", "cuda:0") == 1  # device memory is not the harness's to multiply
+
+
 def test_loops_make_rounds_last_round_s() -> None:
     assert interleave.loops_for(1e-5, 0.002) == 200
     assert interleave.loops_for(0.5, 0.002) == 1

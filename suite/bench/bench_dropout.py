@@ -7,7 +7,8 @@ size as a smoke test. ``dropbench bench`` runs this module once
 per backend, in its own process. The baselines come first, so every process times them before
 its backend: they are the yardstick of that process's rows (suite/bench/baselines.py). After
 pytest-benchmark has timed every test of a size group, the group's closures are timed once more in
-interleaved rounds (suite/bench/interleave.py), recorded in ``extra_info["interleaved"]``.
+interleaved rounds (suite/bench/interleave.py), recorded in ``extra_info["interleaved"]``; a
+memory-bound CPU case is prepared several times for them (buffer sets rotated round by round).
 
 Inputs are created on the device by the adapter's ``prepare()`` before timing; the closure ends
 with the framework's synchronization; one untimed call warms it up (lazy initialisation,
@@ -35,7 +36,10 @@ def test_baseline(timed, baseline: timing.BaselineCase, bench) -> None:
         worker=bench.worker, impl=prepared.impl, baseline_threads=prepared.threads))
     timed(prepared.step)
     _bare_loop(timed, prepared.step, bench)
-    register_interleaved(bench, timed, baseline, prepared.step)
+    steps = [prepared.step] + [_warmed(make_baseline(baseline.api, baseline.numel, baseline.dtype, baseline.device,
+                                                     bench.plan.threads or 1, backend=bench.own_backend()).step)
+                               for _ in range(_sets(timed, bench, baseline) - 1)]
+    register_interleaved(bench, timed, baseline, steps)
     _device_events(timed, prepared.step, bench.own_backend(), baseline.device)
 
 
@@ -54,8 +58,25 @@ def test_dropout(timed, case: timing.Case, bench) -> None:
         worker=bench.worker, **timing.traffic_info(state.backend, case, shape)))
     timed(step)
     _bare_loop(timed, step, bench)
-    register_interleaved(bench, timed, case, step, nbytes=timing.peak_bytes(case.numel, case.dtype))
+    steps = [step] + [_warmed(timing.build_closure(state.backend, case, bench.plan.rate)[0])
+                      for _ in range(_sets(timed, bench, case) - 1)]
+    register_interleaved(bench, timed, case, steps, nbytes=len(steps) * timing.peak_bytes(case.numel, case.dtype))
     _device_events(timed, step, state.backend, case.device)
+
+
+def _sets(timed, bench, case) -> int:
+    """Buffer sets for the interleaved rounds (suite/bench/cases.buffer_sets); recorded on the row."""
+    if timed.disabled or not bench.interleaver.enabled:
+        return 1
+    sets = timing.buffer_sets(case.numel, case.dtype, case.device)
+    timed.extra_info["buffer_sets"] = sets
+    return sets
+
+
+def _warmed(step):
+    """An extra buffer set's closure after its first (untimed) call, as the first set had."""
+    step()
+    return step
 
 
 def _device_events(timed, step, backend, device: str) -> None:

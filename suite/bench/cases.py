@@ -91,6 +91,20 @@ def peak_bytes(numel: int, dtype: str) -> int:
     return PEAK_ARRAYS * numel * ITEMSIZE[dtype]
 
 
+BUFFER_SETS = 4
+BUFFER_SETS_MIN_BYTES = 4 * 2**20
+"""Buffer sets rotated in the interleaved rounds of a CPU case whose input is at least 4 MiB (past
+the L2 caches, memory bound): 4. Measured with results/calibration/spread.py (24 processes per
+variant, interleaved in one run, loaded 2-core VM): between-process sd of log CPU time of numpy:fast
+at 2^22 0.106 with one set, 0.062 with four rotated (a fresh set every round 0.077; NumPy's huge-page
+madvise off 0.140, and 26 % slower). Smaller cases stay cache resident: one set."""
+
+
+def buffer_sets(numel: int, dtype: str, device: str) -> int:
+    """How many buffer sets a case's interleaved rounds rotate (see BUFFER_SETS)."""
+    return BUFFER_SETS if device == "cpu" and numel * ITEMSIZE[dtype] >= BUFFER_SETS_MIN_BYTES else 1
+
+
 def available_memory_bytes() -> int:
     """MemAvailable from /proc/meminfo, else total physical memory; 0 if neither is known."""
     try:

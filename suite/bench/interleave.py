@@ -10,6 +10,13 @@ the baseline rounds right before and after it (its interleaved neighbours) befor
 taken (Google Benchmark's random interleaving;
 pyperf's calibrated loops; torch.utils.benchmark's adaptive stop on IQR/median).
 
+Buffer sets: a member may hold several prepared closures (the same case with its own buffers,
+suite/bench/cases.buffer_sets), used in turn round by round. Why: at memory-bound sizes a process's
+figure depends on where its one set of buffers landed (physical pages, huge pages, cache-set
+conflicts) and on what of them the cache still held from the last round; rotating several sets
+averages that inside the process instead of leaving it between processes
+(results/calibration/spread.py measured it: README, "Timing you can trust").
+
 Adaptive stop (per case): after ``min_rounds`` sweeps a case stops when the relative IQR of its
 per-call times is below ``target_rel_iqr``, or when its own time spent (``budget_s``) is used
 up, or at ``max_rounds``. Baselines keep running while any case in the group is active, so every
@@ -56,7 +63,7 @@ class Member:
     """One case or baseline of the group: its closure, loops per round and what was measured."""
 
     key: str  # the test id
-    step: Step
+    step: Step | Sequence[Step]  # several: one closure per buffer set, rotated round by round
     loops: int
     baseline: str | None = None  # "copy" | "rng32" for a baseline, None for a case
     times: list[float] = field(default_factory=list)  # per-call seconds, one per round it took part in
@@ -111,9 +118,17 @@ def _decide(member: Member, schedule: Schedule) -> str | None:
     return None
 
 
+def current_step(member: Member) -> Step:
+    """The closure of this member's next round: with several buffer sets (a list of closures, one per
+    set), round r uses set r mod len, so each process's figure averages over where several sets landed."""
+    if callable(member.step):
+        return member.step
+    return member.step[len(member.times) % len(member.step)]
+
+
 def _time(member: Member, slot: tuple[int, int], clock: Callable[[], float],
           cpu_clock: Callable[[], float]) -> None:
-    step, loops = member.step, member.loops
+    step, loops = current_step(member), member.loops
     cpu_start = cpu_clock()
     start = clock()
     for _ in range(loops):
@@ -237,7 +252,7 @@ class GroupScheduler:
     def enabled(self) -> bool:
         return self.schedule is not None
 
-    def add(self, group: str, key: str, step: Step, per_call_s: float | None, info: dict[str, Any],
+    def add(self, group: str, key: str, step: Step | Sequence[Step], per_call_s: float | None, info: dict[str, Any],
             baseline: str | None = None, nbytes: float = 0.0) -> None:
         if self.schedule is None:
             return

@@ -235,18 +235,21 @@ def run_worker(ref: BackendRef, options: BenchOptions, parts: Path, progress: Pr
 
 
 def run_process(ref: BackendRef, options: BenchOptions, parts: Path, process: int,
-                progress: Progress | None = None) -> WorkerRun:
-    """One fresh pytest worker process of one backend."""
+                progress: Progress | None = None, env: dict[str, str] | None = None,
+                also: tuple[BackendRef, ...] = ()) -> WorkerRun:
+    """One fresh pytest worker process of one backend (``env``: extra variables, a duet side's; ``also``:
+    backends timed in the same process, same interpreter, their cases interleaved with ``ref``'s)."""
     stem = _safe(ref.name) + (f".p{process}" if process else "")
     part_json = parts / f"{stem}.pytest.json"
     part_json.unlink(missing_ok=True)
-    plan = Plan(backends=((ref.name, ref.ref),), sizes=options.sizes, dtypes=options.dtypes,
+    plan = Plan(backends=((ref.name, ref.ref), *((r.name, r.ref) for r in also)), sizes=options.sizes, dtypes=options.dtypes,
                 devices=(options.device,), apis=tuple(options.apis), rate=options.rate, threads=options.threads,
                 worker=ref.name, bare_loop=options.bare_loop, interleave=options.profile if options.interleave else None,
                 process=process)
     task = Task("bench", ref.ref, {"plan": plan.to_json()}, name=stem)
     where = f" (process {process + 1}/{options.processes})" if options.processes > 1 else ""
-    result = dispatch(task, timed=True, timeout=options.timeout, env=thread_env(options.threads), workdir=parts,
+    result = dispatch(task, timed=True, timeout=options.timeout, env={**thread_env(options.threads), **(env or {})},
+                      workdir=parts,
                       # next to the task file: the work folder may be on another node (--executor)
                       command=lambda python, task_file: pytest_command(task_file.with_name(part_json.name),
                                                                        options.profile, python, task_file),

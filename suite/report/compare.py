@@ -61,11 +61,9 @@ run) on the shared 2-core development VM, load average 1 to 15. Over the grid (p
 wall/cpu, normalize none/copy/rng32, threshold 0.05-0.20, alpha 0.05/0.01/none) this is the setting
 with the highest detection of the 25 % slowdown at 2^22 among those whose mean A/A flag rate over 30
 pairs was at most 1 row in 20: CPU clock, copy-normalized, 3 processes, threshold 0.10, alpha 0.05."""
-CALIBRATION = {"aa_rate": 0.049, "aa_sd": 0.047, "detect_25": 0.98, "detect_10": 0.27, "pairs": 30, "aa_rate_one_process": 0.73,
-               "machine": "intel-r-xeon-r-processor-2c-134af65a"}
-"""What those defaults measured there (calibration.md): A/A rate mean and sd over pairs, and the
-fraction of 60 rows (2 directions x 30 trials) at 2^22 flagged as regressions for 25 % / 10 %; the A/A rate
-of the one-process fallback (Mann-Whitney on rounds, wall clock, no normalization, threshold 0.05)."""
+# What those defaults measure (A/A flag rate, detection per slowdown and size) is not typed in here:
+# compare's verdict line reads it from results/calibration/modes.json (suite/report/paired.calibration),
+# which results/calibration/calibrate.py duet-analyze writes.
 
 # worker: baselines are timed once in every backend's process, so they repeat per worker
 KEY_FIELDS = ("api", "direction", "device", "dtype", "numel", "mode", "worker")
