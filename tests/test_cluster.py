@@ -182,10 +182,13 @@ def test_a_run_covers_every_node_and_says_which_node_produced_each_result(cluste
     assert len(set(nodes.values())) == 2
     only_b = cluster.dropbench("verify", "--backend", "numpy", "--nodes", "kind_b", "--json", str(tmp_path / "b.json"))
     assert only_b.returncode == 0, only_b.stdout + only_b.stderr
-    assert [p.name for p in sorted(tmp_path.glob("b.*.json"))] == ["b.node-b.json"]
+    # one machine kind selected: the path is written as named (issue 27), and it holds node-b's run
+    assert not list(tmp_path.glob("b.*.json"))
+    assert json.loads((tmp_path / "b.json").read_text())["backends"][0]["ran_on"]["machine_id"] == "node-b"
     only_a = cluster.dropbench("verify", "--backend", "numpy", "--nodes", "kind=cpu-a", "--json", str(tmp_path / "a.json"))
     assert only_a.returncode == 0, only_a.stdout + only_a.stderr
-    assert [p.name for p in sorted(tmp_path.glob("a.*.json"))] == ["a.node-a.json"]
+    assert not list(tmp_path.glob("a.*.json"))
+    assert json.loads((tmp_path / "a.json").read_text())["backends"][0]["ran_on"]["machine_id"] == "node-a"
     nobody = cluster.dropbench("verify", "--backend", "numpy", "--nodes", "kind=h200")
     assert nobody.returncode == 2 and "no alive Ray node" in nobody.stderr
 
