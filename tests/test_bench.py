@@ -296,7 +296,9 @@ def test_bare_loop_option_records_the_harness_overhead(tmp_path) -> None:
                          "fakeplug:scale/forward_backward"}
     for key in bare:
         assert bare[key]["rounds"] == timing.BARE_LOOP_ROUNDS and 0 < bare[key]["min_s"] <= bare[key]["median_s"]
-        assert bare[key]["loops"] * bare[key]["median_s"] >= timing.BARE_LOOP_ROUND_S * 0.5
+        # loops is a positive count; how many depends on the machine's speed at that moment, so no
+        # wall-clock bound here (the calibration rule is checked on a fake clock above)
+        assert isinstance(bare[key]["loops"], int) and bare[key]["loops"] >= 1
     assert "harness overhead" in proc.stdout and "bare loop" in proc.stdout and "difference %" in proc.stdout
     assert payload["run"]["bare_loop"] is True
 

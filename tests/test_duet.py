@@ -142,7 +142,7 @@ def test_pairing_cancels_drift_that_hides_a_10_percent_slowdown_from_files() -> 
 
 def test_duet_aa_false_alarms_and_10_percent_power_synthetic() -> None:
     """2000 synthetic A/A duets and 2000 10 %-slower ones (3 pairs, paired t, alpha 0.05, threshold 0.05;
-    the default threshold is 0.10), drift 20 % shared within pairs, own noise 2 %. A/A: the flag rate is at most
+    the default threshold), drift 20 % shared within pairs, own noise 2 %. A/A: the flag rate is at most
     alpha = 5 %, so over 2000 independent duets it exceeds 10 % with probability < 1e-6 (Chernoff bound,
     Binomial(2000, 0.05)). 10 %: t ~ 0.095 / (0.028 / sqrt 3) = 5.9 against the 4.30 point; the power
     of this model is about 0.8; a rate below 65 % has probability < 1e-6 if the power is >= 0.75."""
@@ -202,6 +202,35 @@ def test_defaults_are_the_calibrated_ones_and_the_line_states_their_rates() -> N
     files = calibration("files")
     assert files is not None and "25 % slowdown" in rates_line(files, files["defaults"])
     assert "(not these)" in rates_line(entry, {**d, "alpha": 0.2})
+    from suite.report.compare import DEFAULT_ALPHA, DEFAULT_CLOCK, DEFAULT_NORMALIZE, DEFAULT_THRESHOLD
+
+    assert files["defaults"] == {"threshold": DEFAULT_THRESHOLD, "alpha": DEFAULT_ALPHA,
+                                 "normalize": DEFAULT_NORMALIZE, "clock": DEFAULT_CLOCK}
+
+
+def _entry(**extra) -> dict:
+    """A stored calibration entry as calibration() returns it; its figures are all different numbers, so the
+    line shows which ones it quoted."""
+    figures = lambda aa, caught: {"aa_rate": aa, "aa_rows": 96, "aa_runs": 24, "aa_unit": "duets",  # noqa: E731
+                                  "detect": {"25": {"65536": caught, "4194304": 1.0}}, "trials_per_cell": 48}
+    return {"defaults": {"threshold": 0.05}, "pairs": 3, **figures(0.011, 0.61), "machine": "m", "source": "modes.json",
+            "note": "quiet", "by_pairs": {"6": figures(0.022, 0.92)},
+            "elsewhere": [{**figures(0.133, 0.44), "pairs": 3, "note": "loaded: load average 3-10"}], **extra}
+
+
+def test_rates_line_quotes_the_figures_of_the_pairs_and_load_the_duet_had() -> None:
+    e, s = _entry(), {"threshold": 0.05}
+    three = rates_line(e, s, pairs=3, load=1.0)
+    assert three.index("1.1%") < three.index("13.3%") and "61% at 2^16" in three and "92%" not in three
+    assert "2.2%" not in three and "3 pairs" in three
+    six = rates_line(e, s, pairs=6, load=1.0)
+    assert "2.2%" in six and "92% at 2^16" in six and "6 pairs" in six
+    assert "calibrated with 3 and 6 pairs, not 4" in rates_line(e, s, pairs=4)
+    loaded = rates_line(e, s, pairs=3, load=7.5)
+    assert loaded.startswith("this duet ran on a loaded machine (1-minute load average up to 7.5)")
+    assert loaded.index("13.3%") < loaded.index("1.1%")
+    alone = rates_line(_entry(elsewhere=[]), s, pairs=3, load=7.5)
+    assert "no loaded calibration is stored" in alone and "13.3%" not in alone
 
 
 def test_rates_line_without_a_calibration_says_so(tmp_path) -> None:
@@ -251,6 +280,7 @@ def test_cli_duet_runs_both_sides_alternating_with_their_settings(tmp_path) -> N
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr
     payload = json.loads(out.read_text())
     assert payload["order"] == [[0, "old"], [0, "new"], [1, "new"], [1, "old"]]
+    assert len(payload["loadavg_1min"]) == 5 and all(x >= 0 for x in payload["loadavg_1min"])  # before, after each
     factors = {side: {e["versions"].get("work_factor") for e in payload[side]["backends"]} for side in ("old", "new")}
     assert factors == {"old": {"1.0"}, "new": {"1.25"}}
     rows = [b for b in payload["new"]["benchmarks"] if b["extra_info"]["api"] == "calib25:fast"]
@@ -317,3 +347,21 @@ def test_run_duet_orders_pairs_and_splits_a_shared_process(monkeypatch) -> None:
     assert side["order"] == [[0, "old+new"], [1, "old+new"]]
     with pytest.raises(UsageError, match="sideways"):
         duet_module.run_duet(old, new, BenchOptions(quick=True), 2, layout="sideways")
+
+
+@pytest.mark.parametrize(("flags", "pairs"), [((), 3), (("--same-process",), 3), (("--side-by-side",), 6),
+                                              (("--side-by-side", "--pairs", "4"), 4)])
+def test_cli_default_pairs_fit_the_budget_of_two_quick_files(monkeypatch, flags, pairs) -> None:
+    """3 pairs one after another, 6 side by side (two at a time): the wall time of two `bench --quick` files."""
+    from suite import cli
+    from suite.bench import duet as duet_module
+
+    seen: dict = {}
+
+    def fake_run_duet(old, new, options, k, **kw):
+        seen.update(pairs=k, layout=kw["layout"])
+        raise duet_module.DuetFailed("not run here")
+
+    monkeypatch.setattr(duet_module, "run_duet", fake_run_duet)
+    assert cli.main(["compare", "--duet", "numpy", "numpy", *flags]) == 1
+    assert seen["pairs"] == pairs

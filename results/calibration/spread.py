@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -31,11 +32,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-VARIANTS = ("one", "rotate4", "fresh", "nohuge")
+VARIANTS = ("one", "rotate4", "fresh", "nohuge", "thpheap")
 NUMEL = 2**22
+THP_HEAP = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=33554432"}
+"""``thpheap``: ``one`` with glibc's malloc asked to back its heap with transparent huge pages and to keep
+allocations below 32 MiB on the heap (glibc >= 2.35): buffers smaller than NumPy's own 4 MiB huge-page
+threshold then lie in 2 MiB pages too, so their place in the physically indexed caches is the same in
+every process (the question for cache-resident sizes such as 2^16)."""
 
 
-def child(variant: str, rounds: int, seed: int) -> dict:
+def child(variant: str, rounds: int, seed: int, numel: int = NUMEL) -> dict:
     import random
 
     import numpy as np
@@ -49,7 +55,7 @@ def child(variant: str, rounds: int, seed: int) -> dict:
 
     backend = NumpyBackend()
     spec = DropoutSpec.from_rate(0.5)
-    shape = (NUMEL // 1024, 1024)
+    shape = (numel // 1024, 1024)
 
     def fast() -> object:
         step = backend.prepare(shape, spec, api="fast", direction="forward")
@@ -57,7 +63,7 @@ def child(variant: str, rounds: int, seed: int) -> dict:
         return step
 
     def copy() -> object:
-        b = make_baseline("copy", NUMEL, "float32", "cpu", 1)
+        b = make_baseline("copy", numel, "float32", "cpu", 1)
         b.step()
         return b.step
 
@@ -93,14 +99,16 @@ def spread(values: list[float]) -> dict:
 def run(args: argparse.Namespace) -> int:
     out = []
     for p in range(args.processes):
-        for variant in VARIANTS:
-            proc = subprocess.run([sys.executable, __file__, "child", variant, str(args.rounds), str(p)],
-                                  cwd=ROOT, capture_output=True, text=True)
+        for variant in args.variants:
+            env = {**os.environ, **(THP_HEAP if variant == "thpheap" else {})}
+            proc = subprocess.run([sys.executable, __file__, "child", variant, str(args.rounds), str(p), str(args.numel)],
+                                  cwd=ROOT, capture_output=True, text=True, env=env)
             if proc.returncode:
                 print(proc.stderr[-2000:], file=sys.stderr)
                 return 2
             row = json.loads(proc.stdout.strip().splitlines()[-1])
             row["process"] = p
+            row["numel"] = args.numel
             out.append(row)
             print(json.dumps(row), flush=True)
     Path(args.out).write_text(json.dumps({"rounds": args.rounds, "rows": out}, indent=1) + "\n", encoding="utf-8")
@@ -124,7 +132,7 @@ def table(args: argparse.Namespace) -> int:
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "child":
-        print(json.dumps(child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))))
+        print(json.dumps(child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -132,6 +140,8 @@ def main() -> int:
     r.add_argument("--processes", type=int, default=8)
     r.add_argument("--rounds", type=int, default=15)
     r.add_argument("--out", required=True)
+    r.add_argument("--numel", type=int, default=NUMEL, help="elements (default 2^22)")
+    r.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     t = sub.add_parser("table")
     t.add_argument("path")
     args = parser.parse_args()

@@ -19,6 +19,7 @@ processes fold into an ordinary bench payload, and the pair index is the process
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -34,6 +35,15 @@ from suite.runtime.loader import UsageError, api_ids, resolve
 DUET_KIND = "duet"
 DUET_SCHEMA = 1
 DEFAULT_PAIRS = 3
+SIDE_BY_SIDE_PAIRS = 6
+"""Default process pairs per layout: 3 (the 6 worker processes of two `bench --quick` files, the same
+budget); side by side 6, since its pairs run two at a time: on the quiet 2-core VM two `bench --quick`
+files of one plugin took 18.1 s, an alternating duet of 3 pairs 15.9-17.0 s, side by side 6 pairs
+19.2-20.6 s (results/calibration/README.md, "Budget")."""
+
+
+def default_pairs(layout: str) -> int:
+    return SIDE_BY_SIDE_PAIRS if layout == "side-by-side" else DEFAULT_PAIRS
 LAYOUTS = ("alternate", "side-by-side", "same-process")
 """Pairs (fresh processes per side): 3, the budget of the two 3-process ``bench --quick`` files a
 file-vs-file compare needs (6 processes a backend)."""
@@ -99,6 +109,15 @@ def pair_order(pairs: int) -> list[tuple[int, str]]:
     return out
 
 
+def _load() -> float | None:
+    """The 1-minute load average now (None where the OS has none): compare quotes the calibration of a
+    loaded machine when the duet ran on one (suite/report/paired.py, QUIET_LOAD)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def run_duet(old: Side, new: Side, options: BenchOptions, pairs: int = DEFAULT_PAIRS, *,
              progress: Progress | None = None, json_path: str | None = None, layout: str = "alternate") -> dict[str, Any]:
     """Time both sides, ``pairs`` processes each, alternating or side by side; returns (and writes) the
@@ -119,6 +138,7 @@ def run_duet(old: Side, new: Side, options: BenchOptions, pairs: int = DEFAULT_P
         _check_same_process(old, new, opts)
     started = _dt.datetime.now(_dt.timezone.utc)
     runs: dict[str, list[WorkerRun]] = {"old": [], "new": []}
+    loads = [_load()]
     order = pair_order(pairs)
     with tempfile.TemporaryDirectory(prefix="dropbench-duet-") as tmp:
         def one(pair: int, name: str) -> WorkerRun:
@@ -132,6 +152,7 @@ def run_duet(old: Side, new: Side, options: BenchOptions, pairs: int = DEFAULT_P
                 if progress:
                     progress(f"duet pair {pair + 1}/{pairs}: {name.upper()} {sides[name].describe()} ({step}/{len(order)})")
                 runs[name].append(one(pair, name))
+                loads.append(_load())
         elif layout == "same-process":
             both = replace(opts["old"], apis=opts["old"].apis + opts["new"].apis if opts["old"].apis and opts["new"].apis else ())
             for pair in range(pairs):
@@ -143,6 +164,7 @@ def run_duet(old: Side, new: Side, options: BenchOptions, pairs: int = DEFAULT_P
                                   also=(*refs["old"][1:], *refs["new"]))
                 for name, side in sides.items():
                     runs[name].append(_only(run, {backend_name(r) for r in side.refs}))
+                loads.append(_load())
         else:
             with ThreadPoolExecutor(max_workers=2) as pool:
                 for pair in range(pairs):
@@ -151,6 +173,7 @@ def run_duet(old: Side, new: Side, options: BenchOptions, pairs: int = DEFAULT_P
                     futures = {name: pool.submit(one, pair, name) for name in sides}
                     for name, future in futures.items():
                         runs[name].append(future.result())
+                    loads.append(_load())
         for name in sides:
             for pair, run in enumerate(runs[name]):
                 if run.status != "ok":
@@ -159,7 +182,8 @@ def run_duet(old: Side, new: Side, options: BenchOptions, pairs: int = DEFAULT_P
                                "order": [[p, s] for p, s in order] if layout == "alternate" else
                                [[p, "old+new"] for p in range(pairs)],
                                "sides": {n: {"ref": s.ref, "also": list(s.also), "env": s.env, "threads": opts[n].threads}
-                                         for n, s in sides.items()}}
+                                         for n, s in sides.items()},
+                               "loadavg_1min": [x for x in loads if x is not None]}
     for name in sides:
         first = runs[name][0]
         folded = replace(first, benchmarks=merge_processes([r.benchmarks for r in runs[name]]),

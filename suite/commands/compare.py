@@ -69,7 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="time both backends in one worker process per pair, their cases interleaved round by round "
                            "(two backends of different names in one environment, e.g. numpy:fast and a plugin)")
     duet.add_argument("--pairs", type=int, default=None, metavar="K",
-                      help="process pairs (default 3: the processes of two `bench --quick` files)")
+                      help="process pairs (default 3: the processes of two `bench --quick` files; 6 side by side, "
+                           "which runs two at a time: the same wall time)")
     duet.add_argument("--test", choices=PAIRED_TESTS, default=None,
                       help=f"paired test on log(new/old) per pair: t, wilcoxon (exact signed-rank) or sign (default {d.test})")
     duet.add_argument("--old-env", action="append", default=[], metavar="KEY=VALUE",
@@ -190,7 +191,7 @@ def _duet_settings(args: argparse.Namespace):  # noqa: ANN202 - DuetSettings, im
 
 
 def _run_duet(args: argparse.Namespace) -> int:
-    from suite.bench.duet import DEFAULT_PAIRS, DuetFailed, Side, parse_env, run_duet  # noqa: PLC0415
+    from suite.bench.duet import DuetFailed, Side, default_pairs, parse_env, run_duet  # noqa: PLC0415
     from suite.bench.runner import BenchOptions  # noqa: PLC0415
     from suite.commands.bench import _sizes  # noqa: PLC0415
     from suite.runtime.loader import UsageError  # noqa: PLC0415
@@ -199,7 +200,8 @@ def _run_duet(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
-    pairs = DEFAULT_PAIRS if args.pairs is None else args.pairs
+    layout = _layout(args)
+    pairs = default_pairs(layout) if args.pairs is None else args.pairs
     try:
         sizes = tuple(n for text in (args.sizes or []) for n in _sizes(text))
     except argparse.ArgumentTypeError as exc:
@@ -209,8 +211,7 @@ def _run_duet(args: argparse.Namespace) -> int:
     new = Side(args.new, env=parse_env(args.new_env), threads=args.new_threads)
     options = BenchOptions(quick=True, sizes=sizes, apis=tuple(args.api), threads=args.threads or 1)
     try:
-        payload = run_duet(old, new, options, pairs, progress=_progress, json_path=args.json,
-                           layout=_layout(args))
+        payload = run_duet(old, new, options, pairs, progress=_progress, json_path=args.json, layout=layout)
     except DuetFailed as exc:
         print(f"duet: not judged: {exc}")
         return 1
@@ -264,7 +265,9 @@ def _judge_duet(payload: dict, settings, args: argparse.Namespace) -> int:  # no
           f"is above x{1 + settings.threshold:g} AND the paired {settings.test} test on log(new/old) per pair gives "
           f"p < {settings.alpha:g}; 'improvement' the same below x1/{1 + settings.threshold:g}.")
     mode = "duet" if layout == "alternate" else f"duet-{layout}"
-    print(f"{mode.replace('-', ' ')} mode, " + rates_line(calibration(mode), dataclasses.asdict(settings)))
+    loads = payload.get("loadavg_1min") or []
+    print(f"{mode.replace('-', ' ')} mode, " + rates_line(calibration(mode), dataclasses.asdict(settings),
+                                                          pairs=payload["pairs"], load=max(loads, default=None)))
     if not any(r.p_value is not None for r in results):
         print("no row could be tested (see the verdicts)")
     return exit_code(results)
