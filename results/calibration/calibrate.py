@@ -61,7 +61,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from results.calibration.duet_calibration import LAYOUT_MODES, MODES_FILE, duet, duet_analyze, processes_window  # noqa: E402
-from suite.report.compare import compare_runs  # noqa: E402
+from suite.report.compare import CLOCKS, NORMALIZE, compare_runs  # noqa: E402
 
 PLUGIN = "results.calibration.slow_plugin"
 BACKENDS = ("numpy", "torch", f"{PLUGIN}:Slow25", f"{PLUGIN}:Slow10")
@@ -70,8 +70,6 @@ APIS = ("numpy:reference", "numpy:d2l-scratch", "numpy:fast", "numpy:fast.channe
 SLOW = {"calib25": ("DROPBENCH_CALIB25", 1.25), "calib10": ("DROPBENCH_CALIB10", 1.10)}
 THRESHOLDS = (0.05, 0.10, 0.15, 0.20)
 ALPHAS = (0.05, 0.01, 1.0)  # 1.0: the threshold alone
-NORMALIZE = ("none", "copy", "rng32")
-CLOCKS = ("wall", "cpu")
 BIG = 2**22
 
 

@@ -18,15 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from suite.bench.schema import upgrade
-from suite.report.compare import compare_runs
+from suite.report.compare import CLOCKS, NORMALIZE, compare_runs
 from suite.report.paired import QUIET_LOAD
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = "results.calibration.slow_plugin"
 BIG = str(2**22)
 SMALL = str(2**16)
-CLOCKS = ("wall", "cpu")
-NORMALIZE = ("none", "copy", "rng32")
 DUET_PLUGINS = {"calib25": ("Slow25", "DROPBENCH_CALIB25", 1.25), "calib10": ("Slow10", "DROPBENCH_CALIB10", 1.10),
                 "calib05": ("Slow05", "DROPBENCH_CALIB05", 1.05), "calibaa": ("SlowAA", "DROPBENCH_CALIBAA", 1.0)}
 AA_NAMES = ("calibaa", "calibab")  # the A/A rows: calibaa on both sides, or calibaa (OLD) against calibab (NEW)

@@ -34,19 +34,19 @@ from suite.runtime.loader import UsageError, api_ids, resolve
 
 DUET_KIND = "duet"
 DUET_SCHEMA = 1
+LAYOUTS = ("alternate", "side-by-side", "same-process")
 DEFAULT_PAIRS = 3
+"""Pairs (fresh processes per side): 3, the budget of the two 3-process ``bench --quick`` files a
+file-vs-file compare needs (6 processes a backend)."""
 SIDE_BY_SIDE_PAIRS = 6
-"""Default process pairs per layout: 3 (the 6 worker processes of two `bench --quick` files, the same
-budget); side by side 6, since its pairs run two at a time: on the quiet 2-core VM two `bench --quick`
-files of one plugin took 18.1 s, an alternating duet of 3 pairs 15.9-17.0 s, side by side 6 pairs
-19.2-20.6 s (results/calibration/README.md, "Budget")."""
+"""Side by side the pairs run two at a time, so 6 take the same wall time: on the quiet 2-core VM two
+`bench --quick` files of one plugin took 18.1 s, an alternating duet of 3 pairs 15.9-17.0 s, side by side
+6 pairs 19.2-20.6 s (results/calibration/intel-r-xeon-r-processor-2c-134af65a-duet-quiet/README.md, "Budget")."""
 
 
 def default_pairs(layout: str) -> int:
     return SIDE_BY_SIDE_PAIRS if layout == "side-by-side" else DEFAULT_PAIRS
-LAYOUTS = ("alternate", "side-by-side", "same-process")
-"""Pairs (fresh processes per side): 3, the budget of the two 3-process ``bench --quick`` files a
-file-vs-file compare needs (6 processes a backend)."""
+
 
 Progress = Callable[[str], None]
 

@@ -236,6 +236,12 @@ def _rates(figures: dict[str, Any]) -> str:
             f"{figures['aa_runs']} {figures.get('aa_unit', 'runs')}); {caught} ({figures['trials_per_cell']} trials per cell)")
 
 
+def _size_phrase(figures: dict[str, Any], pairs: int | None = None) -> str:
+    """'3 pairs' for a duet's figures, '3 processes a side' for files' (``pairs``: the duet's own count)."""
+    size = pairs or figures.get("pairs") or figures.get("processes")
+    return f"{size} {'pairs' if 'pairs' in figures else 'processes a side'}"
+
+
 def rates_line(entry: dict[str, Any] | None, settings: dict[str, Any], *, pairs: int | None = None,
                load: float | None = None) -> str:
     """The verdict line's calibrated rates of one mode: the calibration's own (and, for a duet of ``pairs``
@@ -246,16 +252,15 @@ def rates_line(entry: dict[str, Any] | None, settings: dict[str, Any], *, pairs:
         return "no calibration of this mode is stored (run results/calibration/calibrate.py duet and duet-analyze)"
     settings_match = all(settings.get(k) == v for k, v in entry["defaults"].items())
     where = "at these (default) settings" if settings_match else "at the default settings (not these)"
-    size = entry.get("pairs") or entry.get("processes")
-    main = {**entry, **(entry.get("by_pairs") or {}).get(str(pairs), {})} if pairs else entry
-    calibrated = sorted({size, *map(int, entry.get("by_pairs") or {})} - {None})
-    if pairs and pairs != size and str(pairs) not in (entry.get("by_pairs") or {}):
+    size, by_pairs = entry.get("pairs") or entry.get("processes"), entry.get("by_pairs") or {}
+    main = {**entry, **by_pairs.get(str(pairs), {})} if pairs else entry
+    if pairs and pairs != size and str(pairs) not in by_pairs:
+        calibrated = sorted({size, *map(int, by_pairs)} - {None})
         unit = f"calibrated with {' and '.join(map(str, calibrated))} pairs, not {pairs}"
     else:
-        unit = f"{pairs or size} {'pairs' if 'pairs' in entry else 'processes a side'}"
+        unit = _size_phrase(entry, pairs)
     quiet = f"on {entry['machine']} ({entry.get('note', 'shared 2-core VM')}; {unit}): {_rates(main)}"
-    loaded = [f"on a loaded machine ({e.get('note', '')}; {e.get('pairs') or e.get('processes')} "
-              f"{'pairs' if 'pairs' in e else 'processes a side'}): {_rates(e)}"
+    loaded = [f"on a loaded machine ({e.get('note', '')}; {_size_phrase(e)}): {_rates(e)}"
               for e in entry.get("elsewhere") or []]
     tail = f" (results/calibration/{entry['source']})"
     if load is not None and load > QUIET_LOAD:
